@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# mxrc-install.sh installs a good release, rolls back on request, and rolls
+# back by itself when a broken unit keeps a service from becoming active.
+source "$(dirname "$0")/lib.sh"
+
+installer=$MXRC_SRC/scripts/mxrc-install.sh
+release=$MXRC_SRC/target/release
+work=$(mktemp -d)
+export MXRC_BACKUP_DIR=$work/backup
+original=$(sha256sum /etc/systemd/system/mxrc-rt.service | cut -d' ' -f1)
+
+"$installer" install --bin-dir "$release" --unit-dir "$MXRC_SRC/units" --timeout 20 ||
+    fail "installing the repository's release failed"
+for unit in mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service; do
+    systemctl is-active --quiet "$unit" || fail "$unit is not active after install"
+done
+
+# A new unit whose RT worker exits at once must not stay installed.
+mkdir "$work/broken"
+cp "$MXRC_SRC"/units/* "$work/broken/"
+sed -i 's|^ExecStart=.*|ExecStart=/bin/false|' "$work/broken/mxrc-rt.service"
+if "$installer" install --bin-dir "$release" --unit-dir "$work/broken" --timeout 6; then
+    fail "installing a unit whose ExecStart is /bin/false reported success"
+fi
+grep -q '^ExecStart=/usr/local/bin/mxrc-rt' /etc/systemd/system/mxrc-rt.service ||
+    fail "the broken unit is still installed after the automatic rollback: $(grep ^ExecStart= /etc/systemd/system/mxrc-rt.service)"
+wait_until 10 systemctl is-active --quiet mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service ||
+    fail "the services are not active after the automatic rollback"
+
+# A later manual rollback returns to the files that were there before the first install.
+"$installer" rollback --timeout 20 || fail "mxrc-install.sh rollback failed"
+[ "$(sha256sum /etc/systemd/system/mxrc-rt.service | cut -d' ' -f1)" = "$original" ] ||
+    fail "mxrc-rt.service after rollback differs from the one installed before the test"
+systemctl is-active --quiet mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service ||
+    fail "the services are not active after the manual rollback"
+rm -rf "$work"

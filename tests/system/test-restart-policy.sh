@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# A crash restarts the service after RestartSec; a crash loop stops at the
+# start limit, leaves the unit failed, and mxrc-monitor reports it.
+source "$(dirname "$0")/lib.sh"
+
+unit=mxrc-nonrt.service
+pid=$(main_pid "$unit")
+kill -SEGV "$pid"
+wait_until 5 bash -c "[ \"\$(systemctl show -p MainPID --value $unit)\" != $pid ] && systemctl is-active --quiet $unit" ||
+    fail "$unit did not come back after SIGSEGV"
+down_us=$(unit_prop "$unit" InactiveExitTimestampMonotonic)
+crash_us=$(unit_prop "$unit" ExecMainExitTimestampMonotonic)
+# The restarted process's exit timestamp belongs to the crashed run when the
+# new one is running; InactiveExit marks the new start.
+[ "$crash_us" -gt 0 ] && [ "$down_us" -gt 0 ] || fail "$unit has no crash or restart timestamps"
+gap_ms=$(((down_us - crash_us) / 1000))
+[ "$gap_ms" -ge 1000 ] || fail "$unit restarted $gap_ms ms after the crash, sooner than RestartSec=1s"
+log "restart $gap_ms ms after SIGSEGV"
+
+cleanup() {
+    rm -rf "/run/systemd/system/$unit.d/50-crash-loop.conf"
+    systemctl daemon-reload
+    systemctl reset-failed "$unit"
+    systemctl restart mxrc.target
+}
+trap cleanup EXIT
+mkdir -p "/run/systemd/system/$unit.d"
+printf '[Service]\nExecStart=\nExecStart=/bin/false\n' >"/run/systemd/system/$unit.d/50-crash-loop.conf"
+systemctl daemon-reload
+systemctl restart "$unit" || true
+
+wait_until 20 test "$(unit_prop "$unit" Result)" = start-limit-hit ||
+    fail "$unit did not stop at the start limit (Result $(unit_prop "$unit" Result), NRestarts $(unit_prop "$unit" NRestarts))"
+[ "$(unit_prop "$unit" ActiveState)" = failed ] || fail "$unit is $(unit_prop "$unit" ActiveState) after the start limit, expected failed"
+wait_until 3 test "$(metric_value mxrc_unit_active_state "unit=\"$unit\"" 'state="failed"')" = 1 ||
+    fail "/metrics does not show $unit as failed"
+wait_until 3 test "$(metric_value mxrc_unit_result "unit=\"$unit\"" 'result="start-limit-hit"')" = 1 ||
+    fail "/metrics does not show the start-limit-hit result of $unit"
