@@ -8,12 +8,13 @@ pid=$(main_pid "$unit")
 kill -SEGV "$pid"
 wait_until 5 bash -c "[ \"\$(systemctl show -p MainPID --value $unit)\" != $pid ] && systemctl is-active --quiet $unit" ||
     fail "$unit did not come back after SIGSEGV"
-down_us=$(unit_prop "$unit" InactiveExitTimestampMonotonic)
-crash_us=$(unit_prop "$unit" ExecMainExitTimestampMonotonic)
-# The restarted process's exit timestamp belongs to the crashed run when the
-# new one is running; InactiveExit marks the new start.
-[ "$crash_us" -gt 0 ] && [ "$down_us" -gt 0 ] || fail "$unit has no crash or restart timestamps"
-gap_ms=$(((down_us - crash_us) / 1000))
+# An automatic restart passes through activating/auto-restart, so the unit
+# leaves "active" at the crash and enters it again after the new start.
+crash_us=$(unit_prop "$unit" ActiveExitTimestampMonotonic)
+start_us=$(unit_prop "$unit" ExecMainStartTimestampMonotonic)
+[ "$crash_us" -gt 0 ] && [ "$start_us" -gt "$crash_us" ] ||
+    fail "$unit has no crash time before its new start (ActiveExit $crash_us, ExecMainStart $start_us)"
+gap_ms=$(((start_us - crash_us) / 1000))
 [ "$gap_ms" -ge 1000 ] || fail "$unit restarted $gap_ms ms after the crash, sooner than RestartSec=1s"
 log "restart $gap_ms ms after SIGSEGV"
 
