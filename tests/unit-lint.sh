@@ -114,5 +114,10 @@ for file in "$UNITS"/*.service "$UNITS"/*.target; do
     esac
 done
 
+# The optional drop-ins must load cleanly on top of the RT unit.
+mkdir -p "$ROOT/etc/systemd/system/mxrc-rt.service.d"
+cp "$UNITS"/drop-ins/*.conf "$ROOT/etc/systemd/system/mxrc-rt.service.d/"
+check "mxrc-rt.service with the optional drop-ins: verify without warnings" verify_quietly mxrc-rt.service
+
 echo "unit-lint: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
