@@ -1,0 +1,217 @@
+//! Fixed-size log records, the non-blocking producer used by the loop thread,
+//! and the "mxrc-rt-log" thread that writes them through slog.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use rtrb::{Consumer, Producer, RingBuffer};
+use slog::{debug, error, info, warn, Logger};
+
+use crate::log::{Loggers, SpanId};
+
+/// Ring capacity in records. At 1 kHz the loop logs at most two records per
+/// overrun streak, so 1024 records cover far more than one drain interval.
+pub const RING_CAPACITY: usize = 1024;
+
+/// How long the log thread sleeps when the ring is empty. Polling keeps the
+/// producer free of wakeup syscalls (a futex or eventfd write would be a
+/// syscall on the loop thread); the cost is up to this much delay per record.
+pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
+
+/// One event of the loop thread. `Copy`, no heap data.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// First overrun of a streak: the cycle's work ended `lateness_ns` after
+    /// the next deadline.
+    OverrunStart { lateness_ns: u64 },
+    /// An on-time cycle ended a streak of `streak` overruns that skipped
+    /// `missed` deadlines in total.
+    OverrunEnd { streak: u64, missed: u64 },
+    /// The loop thread stopped cycling on SIGUSR1 (--fault-injection).
+    StallInjected,
+}
+
+/// A log record as it travels through the ring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LogRecord {
+    /// CLOCK_MONOTONIC time of the event in nanoseconds.
+    pub mono_ns: u64,
+    /// Cycle counter value at the event.
+    pub cycle: u64,
+    pub event: Event,
+}
+
+/// Producer side, owned by the loop thread.
+pub struct RecordSender {
+    producer: Producer<LogRecord>,
+    dropped: Arc<AtomicU64>,
+}
+
+impl RecordSender {
+    /// Pushes a record, or counts it as dropped when the ring is full.
+    /// Never blocks, allocates or makes a syscall.
+    #[inline]
+    pub fn send(&mut self, record: LogRecord) {
+        if self.producer.push(record).is_err() {
+            self.dropped.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// Creates the ring and touches every slot once so that its pages are
+/// resident before mlockall. `dropped` counts records lost to a full ring.
+pub fn channel(capacity: usize, dropped: Arc<AtomicU64>) -> (RecordSender, Consumer<LogRecord>) {
+    let (mut producer, mut consumer) = RingBuffer::new(capacity);
+    let filler = LogRecord {
+        mono_ns: 0,
+        cycle: 0,
+        event: Event::StallInjected,
+    };
+    while producer.push(filler).is_ok() {}
+    while consumer.pop().is_ok() {}
+    (RecordSender { producer, dropped }, consumer)
+}
+
+/// Shared state of the log thread.
+pub struct LogThreadContext {
+    pub loggers: Loggers,
+    /// Span id of the current statistics window, set by the main thread.
+    pub window_span: Arc<AtomicU64>,
+    /// Set by the main thread once the loop thread has been joined; the log
+    /// thread then drains what is left and exits.
+    pub stop: Arc<AtomicBool>,
+}
+
+/// Spawns "mxrc-rt-log", which pops records every [`DRAIN_INTERVAL`] and
+/// writes them with SPAN_ID = the current statistics window span.
+pub fn spawn_log_thread(
+    mut consumer: Consumer<LogRecord>,
+    ctx: LogThreadContext,
+) -> std::io::Result<JoinHandle<()>> {
+    thread::Builder::new()
+        .name("mxrc-rt-log".into())
+        .spawn(move || {
+            crate::setup::reset_to_sched_other(&ctx.loggers.root, "mxrc-rt-log");
+            loop {
+                // Read the flag before draining, so that records pushed before
+                // the flag was set are still written.
+                let stopping = ctx.stop.load(Relaxed);
+                while let Ok(record) = consumer.pop() {
+                    let span = SpanId(ctx.window_span.load(Relaxed));
+                    write_record(&ctx.loggers.child_span(span), &record);
+                }
+                if stopping {
+                    debug!(ctx.loggers.root, "log thread drained the ring and stops");
+                    return;
+                }
+                thread::sleep(DRAIN_INTERVAL);
+            }
+        })
+}
+
+/// Writes one record with its fields as journald fields.
+pub fn write_record(logger: &Logger, record: &LogRecord) {
+    let LogRecord {
+        mono_ns,
+        cycle,
+        event,
+    } = *record;
+    match event {
+        Event::OverrunStart { lateness_ns } => warn!(
+            logger, "loop overrun: cycle work ended after the next deadline";
+            "EVENT" => "overrun", "CYCLE" => cycle, "LATENESS_NS" => lateness_ns,
+            "MONOTONIC_NS" => mono_ns,
+        ),
+        Event::OverrunEnd { streak, missed } => info!(
+            logger, "loop back on time after an overrun streak";
+            "EVENT" => "overrun_end", "CYCLE" => cycle, "STREAK" => streak,
+            "MISSED_CYCLES" => missed, "MONOTONIC_NS" => mono_ns,
+        ),
+        Event::StallInjected => error!(
+            logger, "fault injection: loop thread stalls now and stops advancing its cycle counter";
+            "EVENT" => "stall_injected", "CYCLE" => cycle, "MONOTONIC_NS" => mono_ns,
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(cycle: u64) -> LogRecord {
+        LogRecord {
+            mono_ns: cycle * 1000,
+            cycle,
+            event: Event::OverrunStart { lateness_ns: cycle },
+        }
+    }
+
+    #[test]
+    fn ring_full_drops_and_counts() {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (mut sender, mut consumer) = channel(4, dropped.clone());
+        for cycle in 0..10 {
+            sender.send(record(cycle));
+        }
+        assert_eq!(dropped.load(Relaxed), 6);
+        let kept: Vec<u64> = std::iter::from_fn(|| consumer.pop().ok())
+            .map(|r| r.cycle)
+            .collect();
+        assert_eq!(kept, vec![0, 1, 2, 3]);
+    }
+
+    #[test]
+    fn ring_full_send_does_not_block() {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (mut sender, _consumer) = channel(2, dropped.clone());
+        let start = std::time::Instant::now();
+        for cycle in 0..100_000 {
+            sender.send(record(cycle));
+        }
+        assert!(start.elapsed() < Duration::from_secs(2));
+        assert_eq!(dropped.load(Relaxed), 100_000 - 2);
+    }
+
+    #[test]
+    fn ring_records_come_out_in_order() {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (mut sender, mut consumer) = channel(RING_CAPACITY, dropped.clone());
+        let reader = thread::spawn(move || {
+            let mut seen = Vec::new();
+            while seen.len() < 5000 {
+                match consumer.pop() {
+                    Ok(r) => seen.push(r.cycle),
+                    Err(_) => thread::yield_now(),
+                }
+            }
+            seen
+        });
+        let mut sent = 0;
+        while sent < 5000 {
+            if sender.producer.push(record(sent)).is_ok() {
+                sent += 1;
+            }
+        }
+        let seen = reader.join().unwrap();
+        assert_eq!(seen, (0..5000).collect::<Vec<_>>());
+        assert_eq!(dropped.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn ring_channel_starts_empty_after_prefault() {
+        let dropped = Arc::new(AtomicU64::new(0));
+        let (sender, mut consumer) = channel(8, dropped.clone());
+        assert!(consumer.pop().is_err());
+        assert_eq!(sender.producer.slots(), 8);
+        assert_eq!(dropped.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn record_is_small_and_copy() {
+        fn assert_copy<T: Copy>() {}
+        assert_copy::<LogRecord>();
+        assert!(std::mem::size_of::<LogRecord>() <= 48);
+    }
+}
