@@ -84,8 +84,59 @@ pub struct LogThreadContext {
     pub stop: Arc<AtomicBool>,
 }
 
+/// Overrun records (streak start and end) written per statistics window.
+/// Later ones in the same window are counted and summarised in one line when
+/// the window closes, so a loop that overruns constantly does not flood the
+/// journal.
+pub const OVERRUN_RECORDS_PER_WINDOW: u64 = 10;
+
+/// Per-window budget for overrun records.
+#[derive(Debug, Default)]
+pub struct WindowBudget {
+    span: u64,
+    written: u64,
+    suppressed: u64,
+}
+
+impl WindowBudget {
+    /// Starts a new budget if `span` is a new window and returns the previous
+    /// window's span and suppressed count when records were suppressed there.
+    pub fn roll(&mut self, span: u64) -> Option<(u64, u64)> {
+        if span == self.span {
+            return None;
+        }
+        let previous = std::mem::replace(
+            self,
+            WindowBudget {
+                span,
+                ..Default::default()
+            },
+        );
+        (previous.suppressed > 0).then_some((previous.span, previous.suppressed))
+    }
+
+    /// Returns whether `event` may be written in the current window, and
+    /// counts it as written or suppressed. Stall records are always written.
+    pub fn admit(&mut self, event: &Event) -> bool {
+        if matches!(event, Event::StallInjected) || self.written < OVERRUN_RECORDS_PER_WINDOW {
+            self.written += 1;
+            true
+        } else {
+            self.suppressed += 1;
+            false
+        }
+    }
+
+    /// Returns the current window's suppressed count and resets it.
+    pub fn take_suppressed(&mut self) -> Option<(u64, u64)> {
+        let suppressed = std::mem::take(&mut self.suppressed);
+        (suppressed > 0).then_some((self.span, suppressed))
+    }
+}
+
 /// Spawns "mxrc-rt-log", which pops records every [`DRAIN_INTERVAL`] and
-/// writes them with SPAN_ID = the current statistics window span.
+/// writes them with SPAN_ID = the current statistics window span, at most
+/// [`OVERRUN_RECORDS_PER_WINDOW`] overrun records per window.
 pub fn spawn_log_thread(
     mut consumer: Consumer<LogRecord>,
     ctx: LogThreadContext,
@@ -94,21 +145,37 @@ pub fn spawn_log_thread(
         .name("mxrc-rt-log".into())
         .spawn(move || {
             crate::setup::reset_to_sched_other(&ctx.loggers.root, "mxrc-rt-log");
+            let mut budget = WindowBudget::default();
             loop {
                 // Read the flag before draining, so that records pushed before
                 // the flag was set are still written.
                 let stopping = ctx.stop.load(Relaxed);
+                let span = ctx.window_span.load(Relaxed);
+                if let Some(summary) = budget.roll(span) {
+                    log_suppressed(&ctx.loggers, summary);
+                }
                 while let Ok(record) = consumer.pop() {
-                    let span = SpanId(ctx.window_span.load(Relaxed));
-                    write_record(&ctx.loggers.child_span(span), &record);
+                    if budget.admit(&record.event) {
+                        write_record(&ctx.loggers.child_span(SpanId(span)), &record);
+                    }
                 }
                 if stopping {
+                    if let Some(summary) = budget.take_suppressed() {
+                        log_suppressed(&ctx.loggers, summary);
+                    }
                     debug!(ctx.loggers.root, "log thread drained the ring and stops");
                     return;
                 }
                 thread::sleep(DRAIN_INTERVAL);
             }
         })
+}
+
+fn log_suppressed(loggers: &Loggers, (span, suppressed): (u64, u64)) {
+    warn!(loggers.child_span(SpanId(span)),
+          "{} more loop overrun records in this statistics window were not logged", suppressed;
+          "EVENT" => "overrun_suppressed", "SUPPRESSED" => suppressed,
+          "LIMIT_PER_WINDOW" => OVERRUN_RECORDS_PER_WINDOW);
 }
 
 /// Writes one record with its fields as journald fields.
@@ -206,6 +273,34 @@ mod tests {
         assert!(consumer.pop().is_err());
         assert_eq!(sender.producer.slots(), 8);
         assert_eq!(dropped.load(Relaxed), 0);
+    }
+
+    #[test]
+    fn budget_suppresses_overruns_beyond_limit() {
+        let mut budget = WindowBudget::default();
+        assert_eq!(budget.roll(7), None);
+        let overrun = Event::OverrunStart { lateness_ns: 1 };
+        let admitted = (0..15).filter(|_| budget.admit(&overrun)).count() as u64;
+        assert_eq!(admitted, OVERRUN_RECORDS_PER_WINDOW);
+        assert!(budget.admit(&Event::StallInjected));
+        assert_eq!(budget.roll(7), None);
+        assert_eq!(budget.roll(8), Some((7, 15 - OVERRUN_RECORDS_PER_WINDOW)));
+        assert!(budget.admit(&overrun));
+    }
+
+    #[test]
+    fn budget_take_suppressed_resets_count() {
+        let mut budget = WindowBudget::default();
+        budget.roll(3);
+        let overrun = Event::OverrunEnd {
+            streak: 2,
+            missed: 2,
+        };
+        for _ in 0..OVERRUN_RECORDS_PER_WINDOW + 2 {
+            budget.admit(&overrun);
+        }
+        assert_eq!(budget.take_suppressed(), Some((3, 2)));
+        assert_eq!(budget.take_suppressed(), None);
     }
 
     #[test]
