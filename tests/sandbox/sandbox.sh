@@ -206,9 +206,13 @@ cmd_up() {
 
     setsid "$SELF" __enter "$src" </dev/null >"$STATE/init.log" 2>&1 &
     local unshare_pid=$! child="" i
+    # The first process runs stage_enter, which execs unshare; only then is
+    # unshare's single child the namespaces' PID 1.
     for i in $(seq 1 100); do
-        child=$(cat "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null | awk '{print $1}')
-        [ -n "$child" ] && break
+        if [ "$(cat "/proc/$unshare_pid/comm" 2>/dev/null)" = unshare ]; then
+            child=$(cat "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null | awk '{print $1}')
+            [ -n "$child" ] && break
+        fi
         sleep 0.05
     done
     [ -n "$child" ] || die "namespaces could not be created: $(cat "$STATE/init.log")"
