@@ -11,6 +11,9 @@ use slog::{o, Drain, Level, Logger, OwnedKVList, Record, RecordStatic, KV};
 use crate::cli::{LogArgs, LogLevel, LogTarget};
 
 /// Value of the SERVICE field on every record.
+///
+/// Record keys become journald fields in upper case. libsystemd 0.7 drops
+/// keys named PRIORITY or MESSAGE, so records use other names for those.
 pub const SERVICE: &str = "mxrc-rt";
 
 const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";

@@ -141,7 +141,7 @@ fn log_scheduler(log: &Logger, tid: Pid) {
     match setup::scheduler_of(tid) {
         Ok((policy, priority)) => info!(log, "loop thread scheduling set";
             "THREAD" => LOOP_THREAD_NAME, "POLICY" => setup::policy_name(policy),
-            "PRIORITY" => priority),
+            "SCHED_PRIORITY" => priority),
         Err(e) => warn!(log, "failed to read the loop thread's scheduling"; "ERROR" => e.desc()),
     }
 }

@@ -28,7 +28,7 @@ pub fn run(args: &RtArgs, loggers: &Loggers) -> i32 {
     let log = &loggers.root;
     info!(log, "starting";
           "VERSION" => env!("CARGO_PKG_VERSION"), "PERIOD_US" => args.period_us,
-          "PRIORITY" => args.priority, "RT_POLICY" => format!("{:?}", args.rt_policy).to_lowercase(),
+          "SCHED_PRIORITY" => args.priority, "RT_POLICY" => format!("{:?}", args.rt_policy).to_lowercase(),
           "OVERRUN_LIMIT" => args.overrun_limit, "FAULT_INJECTION" => args.fault_injection);
     if let Err(e) = signals::block_handled() {
         error!(log, "failed to block signals"; "ERROR" => e.desc());

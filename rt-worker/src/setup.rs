@@ -69,10 +69,13 @@ pub fn lock_memory() -> Result<(), RtSetupError> {
     })
 }
 
-/// Returns the VmLck line of /proc/self/status in kB, if readable.
-pub fn locked_kib() -> Option<u64> {
+/// Returns a kB field such as "VmLck" of /proc/self/status, if readable.
+pub fn proc_status_kib(field: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmLck:"))?;
+    let line = status.lines().find(|l| {
+        l.strip_prefix(field)
+            .is_some_and(|rest| rest.starts_with(':'))
+    })?;
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
@@ -176,11 +179,19 @@ pub fn set_affinity(tid: Pid, cpus: &CpuList) -> Result<(), RtSetupError> {
     })
 }
 
-/// Logs what the process obtained after real-time setup.
+/// Logs how much memory mlockall locked.
+///
+/// VmLck counts whole locked mappings, including reserved but inaccessible
+/// ranges such as glibc's per-thread malloc arenas (64 MiB each on 64-bit),
+/// so it is far above the resident size; VmRSS is what is actually in RAM.
 pub fn log_locked_memory(log: &Logger) {
-    match locked_kib() {
-        Some(kib) => info!(log, "memory locked with mlockall"; "VMLCK_KIB" => kib),
-        None => info!(log, "memory locked with mlockall; VmLck not readable"),
+    match (proc_status_kib("VmLck"), proc_status_kib("VmRSS")) {
+        (Some(locked), Some(resident)) => info!(log, "memory locked with mlockall";
+            "VMLCK_KIB" => locked, "VMRSS_KIB" => resident),
+        _ => info!(
+            log,
+            "memory locked with mlockall; /proc/self/status not readable"
+        ),
     }
 }
 
@@ -201,6 +212,12 @@ mod tests {
     #[test]
     fn current_affinity_is_not_empty() {
         assert!(!current_affinity().unwrap().0.is_empty());
+    }
+
+    #[test]
+    fn proc_status_field_is_read() {
+        assert!(proc_status_kib("VmRSS").unwrap() > 0);
+        assert_eq!(proc_status_kib("VmNoSuchField"), None);
     }
 
     #[test]
