@@ -53,6 +53,7 @@ struct Failures {
     status_send: RepeatCounter,
     span_id: RepeatCounter,
     late_windows: RepeatCounter,
+    idle_windows: RepeatCounter,
 }
 
 fn run(parts: StatusParts) {
@@ -60,6 +61,7 @@ fn run(parts: StatusParts) {
         status_send: RepeatCounter::new(SUMMARY_INTERVAL),
         span_id: RepeatCounter::new(SUMMARY_INTERVAL),
         late_windows: RepeatCounter::new(SUMMARY_INTERVAL),
+        idle_windows: RepeatCounter::new(SUMMARY_INTERVAL),
     };
     let mut window_logger = open_window(&parts.logging, &mut failures.span_id);
     let mut window_start = parts.counters.snapshot();
@@ -88,7 +90,7 @@ fn run(parts: StatusParts) {
             &parts,
             window_start,
             snapshot,
-            &mut failures.late_windows,
+            &mut failures,
         );
         window_logger = open_window(&parts.logging, &mut failures.span_id);
         window_start = snapshot;
@@ -119,14 +121,14 @@ fn open_window(logging: &Logging, failures: &mut RepeatCounter) -> Logger {
     }
 }
 
-/// Logs the window summary at debug level, and late ticks at warning
-/// level once and then as a summary.
+/// Logs the window summary at debug level, and windows without cycles or
+/// with late ticks at warning level, once and then as a summary.
 fn close_window(
     logger: &Logger,
     parts: &StatusParts,
     start: Snapshot,
     end: Snapshot,
-    late_windows: &mut RepeatCounter,
+    failures: &mut Failures,
 ) {
     let cycles = end.cycles.saturating_sub(start.cycles);
     let ticks_late = end.ticks_late.saturating_sub(start.ticks_late);
@@ -135,6 +137,51 @@ fn close_window(
         "window_cycles" => cycles, "window_ticks_late" => ticks_late,
         "cycles" => end.cycles, "ticks_late" => end.ticks_late);
 
+    check_idle_window(logger, cycles, end, &mut failures.idle_windows);
+    check_late_window(
+        logger,
+        cycles,
+        ticks_late,
+        end,
+        period_ms,
+        &mut failures.late_windows,
+    );
+}
+
+/// Warns when the loop completed no cycle in a whole window. With the
+/// watchdog enabled systemd restarts the service soon after, but without
+/// it this record and STATUS= are the only signs of a stalled loop.
+fn check_idle_window(
+    logger: &Logger,
+    cycles: u64,
+    end: Snapshot,
+    idle_windows: &mut RepeatCounter,
+) {
+    if cycles > 0 {
+        if let Some(windows) = idle_windows.record_success() {
+            slog::info!(logger, "work loop completes cycles again"; "idle_windows" => windows);
+        }
+        return;
+    }
+    match idle_windows.record_error(Instant::now()) {
+        Report::First => slog::warn!(logger, "work loop completed no cycle in this status window";
+            "cycles" => end.cycles),
+        Report::Suppressed => {}
+        Report::Summary { count, span } => {
+            slog::warn!(logger, "work loop still completes no cycles";
+            "idle_windows" => count, "repeat_window_s" => span.as_secs(), "cycles" => end.cycles)
+        }
+    }
+}
+
+fn check_late_window(
+    logger: &Logger,
+    cycles: u64,
+    ticks_late: u64,
+    end: Snapshot,
+    period_ms: u64,
+    late_windows: &mut RepeatCounter,
+) {
     if ticks_late == 0 {
         if let Some(windows) = late_windows.record_success() {
             slog::info!(logger, "work loop meets its deadlines again"; "late_windows" => windows);

@@ -92,7 +92,7 @@ impl JournaldOutput {
             .record_success();
         if let Some(count) = recovered {
             self.fallback.write_notice(
-                Level::Warning,
+                Level::Info,
                 &format!("journald accepts log records again after {count} failed sends"),
             );
         }

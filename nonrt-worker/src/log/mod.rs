@@ -309,14 +309,16 @@ pub fn log_repeated_error(
 /// Logs the end of a run of repeated errors, if there was one.
 pub fn log_recovery(logger: &Logger, counter: &mut RepeatCounter, message: &str) {
     if let Some(count) = counter.record_success() {
-        slog::warn!(logger, "{}", message; "failed_attempts" => count);
+        slog::info!(logger, "{}", message; "failed_attempts" => count);
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use slog::KV;
     use std::ffi::OsString;
+    use std::sync::{Arc, Mutex};
 
     const VALID: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
     const OTHER: &str = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01";
@@ -428,6 +430,108 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    /// (journald field name, value) pairs of one record.
+    type Fields = Vec<(String, String)>;
+
+    /// Drain that stores the fields of each record.
+    struct FieldCapture {
+        records: Arc<Mutex<Vec<Fields>>>,
+    }
+
+    struct Collect(Fields);
+
+    impl slog::Serializer for Collect {
+        fn emit_arguments(&mut self, key: slog::Key, val: &fmt::Arguments) -> slog::Result {
+            self.0.push((field_name(key), val.to_string()));
+            Ok(())
+        }
+    }
+
+    impl Drain for FieldCapture {
+        type Ok = ();
+        type Err = slog::Never;
+
+        fn log(
+            &self,
+            record: &slog::Record,
+            values: &slog::OwnedKVList,
+        ) -> Result<(), slog::Never> {
+            let mut fields = Collect(Vec::new());
+            let _ = record.kv().serialize(record, &mut fields);
+            let _ = values.serialize(record, &mut fields);
+            self.records.lock().unwrap().push(fields.0);
+            Ok(())
+        }
+    }
+
+    fn values_of(fields: &[(String, String)], name: &str) -> Vec<String> {
+        fields
+            .iter()
+            .filter(|(field, _)| field == name)
+            .map(|(_, value)| value.clone())
+            .collect()
+    }
+
+    fn capture_records(trace: TraceContext) -> (Fields, Fields, SpanId) {
+        let records = Arc::new(Mutex::new(Vec::new()));
+        let drain = FieldCapture {
+            records: Arc::clone(&records),
+        };
+        let logging = Logging::with_drain(drain, trace);
+        slog::info!(logging.logger(), "root record"; "cycles" => 3u64);
+        let (child, child_span) = logging.child_span().unwrap();
+        slog::info!(child, "child record");
+        let mut records = records.lock().unwrap();
+        let child_fields = records.pop().unwrap();
+        let root_fields = records.pop().unwrap();
+        (root_fields, child_fields, child_span)
+    }
+
+    #[test]
+    fn root_record_carries_shared_fields() {
+        let trace = TraceContext::resolve(None, None).unwrap();
+        let (root, _, _) = capture_records(trace);
+        assert_eq!(values_of(&root, "SERVICE"), vec!["mxrc-nonrt"]);
+        assert_eq!(values_of(&root, "SYSLOG_IDENTIFIER"), vec!["mxrc-nonrt"]);
+        assert_eq!(
+            values_of(&root, "TRACE_ID"),
+            vec![trace.trace_id.to_string()]
+        );
+        assert_eq!(
+            values_of(&root, "SPAN_ID"),
+            vec![trace.process_span.to_string()]
+        );
+        assert_eq!(values_of(&root, "CYCLES"), vec!["3"]);
+        assert!(values_of(&root, "PARENT_SPAN_ID").is_empty());
+    }
+
+    #[test]
+    fn root_record_links_caller_span() {
+        let trace = TraceContext::resolve(Some(VALID), None).unwrap();
+        let (root, _, _) = capture_records(trace);
+        assert_eq!(values_of(&root, "PARENT_SPAN_ID"), vec!["00f067aa0ba902b7"]);
+        assert_eq!(
+            values_of(&root, "TRACE_ID"),
+            vec!["4bf92f3577b34da6a3ce929d0e0e4736"]
+        );
+    }
+
+    #[test]
+    fn child_record_has_one_span_and_parent() {
+        let trace = TraceContext::resolve(Some(VALID), None).unwrap();
+        let (_, child, child_span) = capture_records(trace);
+        assert_eq!(values_of(&child, "SPAN_ID"), vec![child_span.to_string()]);
+        assert_eq!(
+            values_of(&child, "PARENT_SPAN_ID"),
+            vec![trace.process_span.to_string()]
+        );
+        assert_eq!(
+            values_of(&child, "TRACE_ID"),
+            vec![trace.trace_id.to_string()]
+        );
+        assert_eq!(values_of(&child, "SERVICE"), vec!["mxrc-nonrt"]);
     }
 
     #[test]
