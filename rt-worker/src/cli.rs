@@ -50,8 +50,8 @@ pub struct RtArgs {
     #[arg(long, value_parser = parse_cpu_list)]
     pub cpus: Option<CpuList>,
 
-    /// What to do when SCHED_FIFO or mlockall fails: "strict" exits with code 3,
-    /// "degraded" warns, continues and reports degraded=1 in STATUS.
+    /// Reaction to a failed mlockall, SCHED_FIFO or CPU affinity: "strict" exits
+    /// with code 3, "degraded" warns, continues and reports degraded=1 in STATUS.
     #[arg(long = "rt-policy", value_enum, default_value_t = RtPolicy::Strict)]
     pub rt_policy: RtPolicy,
 

@@ -117,8 +117,8 @@ impl Histogram {
         if ns > self.window_max_ns.load(Relaxed) {
             self.window_max_ns.fetch_max(ns, Relaxed);
         }
-        // Count last: a reader that sees the count also sees at least as many
-        // bucket increments, except for the Relaxed reordering noted above.
+        // With Relaxed stores a reader may load a count that is out of step
+        // with the buckets by a sample, so quantiles use the bucket sum.
         self.count.store(self.count.load(Relaxed) + 1, Relaxed);
     }
 
@@ -198,7 +198,7 @@ impl Snapshot {
     }
 
     /// Returns an upper estimate of the `q` quantile (0 < q <= 1) in ns: the
-    /// upper bound of the bucket that holds the sample of rank ceil(q * count),
+    /// upper bound of the bucket that contains the sample of rank ceil(q * count),
     /// capped at the recorded maximum. Returns 0 when empty.
     pub fn quantile(&self, q: f64) -> u64 {
         let total: u64 = self.buckets.iter().sum();

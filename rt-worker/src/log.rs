@@ -54,10 +54,12 @@ pub fn parse_traceparent(value: &str) -> Result<TraceId, String> {
              \"00-<32 hex trace id>-<16 hex span id>-<2 hex flags>\""
         )
     };
+
     let parts: Vec<&str> = value.split('-').collect();
     let [version, trace, parent, flags] = parts[..] else {
         return Err(invalid("it must have 4 dash-separated fields"));
     };
+
     let is_lower_hex = |s: &str| {
         s.bytes()
             .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
@@ -74,6 +76,7 @@ pub fn parse_traceparent(value: &str) -> Result<TraceId, String> {
     if flags.len() != 2 || !is_lower_hex(flags) {
         return Err(invalid("flags must be 2 lower-case hex digits"));
     }
+
     let trace_id = u128::from_str_radix(trace, 16).map_err(|_| invalid("bad trace id"))?;
     let parent_id = u64::from_str_radix(parent, 16).map_err(|_| invalid("bad parent id"))?;
     if trace_id == 0 {
@@ -276,7 +279,7 @@ mod tests {
     }
 
     #[test]
-    fn trace_context_flag_sets_trace_id_and_new_span() {
+    fn trace_context_from_flag() {
         let a = trace_context(Some(VALID)).unwrap();
         let b = trace_context(Some(VALID)).unwrap();
         assert_eq!(a.trace_id, b.trace_id);

@@ -2,10 +2,10 @@
 //! `Type=notify` service with `WatchdogSec=`.
 //!
 //! # Startup
-//! Signals are blocked, the main thread resets itself to SCHED_OTHER, the
-//! latency histogram and the log ring are allocated and written once, the loop
-//! thread is created and touches 256 KiB of its stack, then
-//! `mlockall(MCL_CURRENT|MCL_FUTURE)` runs and the loop thread gets SCHED_FIFO
+//! The main thread blocks signals and resets itself to SCHED_OTHER. It then
+//! allocates the latency histogram and the log ring and writes them once. The
+//! loop thread starts and touches 256 KiB of its stack. Then
+//! `mlockall(MCL_CURRENT|MCL_FUTURE)` runs, and the loop thread gets SCHED_FIFO
 //! at `--priority` and the CPUs of `--cpus`. READY=1 is sent after the loop has
 //! completed its first cycle. If mlockall, SCHED_FIFO or the affinity fails,
 //! `--rt-policy strict` exits with code 3 and `--rt-policy degraded` logs a

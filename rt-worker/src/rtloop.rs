@@ -36,7 +36,7 @@ pub struct RunningLoop {
     pub handle: JoinHandle<()>,
 }
 
-/// Why the loop could not start.
+/// Reason the loop could not start.
 #[derive(Debug)]
 pub enum StartError {
     /// A real-time setup step failed under --rt-policy strict.
@@ -201,7 +201,7 @@ struct ControlState {
     integral: f64,
 }
 
-/// The control work goes here.
+/// Runs the control work of one cycle. The control work goes here.
 ///
 /// Placeholder: a fixed-size PI update on a synthetic setpoint. It must stay
 /// bounded in time and must not allocate, lock, log or make syscalls.
@@ -218,7 +218,7 @@ fn control_step(state: &mut ControlState, cycle: u64) {
     std::hint::black_box(&state.output);
 }
 
-/// The loop body. Between startup and stop it only calls clock_gettime and
+/// Runs the loop until the stop flag is set. Between startup and stop it only calls clock_gettime and
 /// clock_nanosleep, stores atomics and pushes to the log ring.
 fn run(shared: &LoopShared, period_ns: u64, mut log: RecordSender) {
     let stats = &shared.stats;
@@ -292,21 +292,13 @@ mod tests {
     use crate::ring::logrec::channel;
     use std::sync::atomic::AtomicU64;
 
-    fn run_for(
-        period_ns: u64,
-        duration: Duration,
-        stall_after: Option<Duration>,
-    ) -> Arc<LoopShared> {
+    fn run_for(period_ns: u64, duration: Duration) -> Arc<LoopShared> {
         let shared = Arc::new(LoopShared::default());
         let (sender, _consumer) = channel(16, Arc::new(AtomicU64::new(0)));
         let worker = {
             let shared = shared.clone();
             thread::spawn(move || run(&shared, period_ns, sender))
         };
-        if let Some(after) = stall_after {
-            thread::sleep(after);
-            shared.stall.store(true, Relaxed);
-        }
         thread::sleep(duration);
         shared.stop.store(true, Relaxed);
         worker.join().unwrap();
@@ -315,10 +307,11 @@ mod tests {
 
     #[test]
     fn loop_counts_cycles_and_latency() {
-        let shared = run_for(1_000_000, Duration::from_millis(200), None);
+        let shared = run_for(1_000_000, Duration::from_millis(200));
         let cycles = shared.stats.cycles.load(Relaxed);
         // 200 periods of 1 ms; an unloaded test machine reaches far more than half.
-        assert!(cycles > 50 && cycles <= 205, "cycles={cycles}");
+        assert!(cycles > 50, "cycles={cycles}");
+        assert!(cycles <= 205, "cycles={cycles}");
         let mut snapshot = crate::histogram::Snapshot::default();
         shared.stats.latency.snapshot_into(&mut snapshot);
         assert_eq!(snapshot.count, cycles);
@@ -326,22 +319,37 @@ mod tests {
 
     #[test]
     fn loop_stall_freezes_cycle_counter() {
-        let shared = run_for(
-            1_000_000,
-            Duration::from_millis(100),
-            Some(Duration::from_millis(50)),
-        );
+        let shared = Arc::new(LoopShared::default());
+        let (sender, mut consumer) = channel(16, Arc::new(AtomicU64::new(0)));
+        let worker = {
+            let shared = shared.clone();
+            thread::spawn(move || run(&shared, 1_000_000, sender))
+        };
+        thread::sleep(Duration::from_millis(30));
+        shared.stall.store(true, Relaxed);
+        // One period plus margin for the loop to see the flag.
+        thread::sleep(Duration::from_millis(20));
         let frozen = shared.stats.cycles.load(Relaxed);
+        thread::sleep(Duration::from_millis(50));
+        assert_eq!(shared.stats.cycles.load(Relaxed), frozen);
         assert!(frozen > 0);
-        assert!(shared.stall.load(Relaxed));
-        // run_for joined the thread after the stop flag, so the stall loop exited.
-        assert!(frozen < 100, "cycles kept advancing: {frozen}");
+        assert!(
+            !worker.is_finished(),
+            "the stalled loop must not exit by itself"
+        );
+
+        shared.stop.store(true, Relaxed);
+        worker.join().unwrap();
+        let events: Vec<Event> = std::iter::from_fn(|| consumer.pop().ok())
+            .map(|r| r.event)
+            .collect();
+        assert_eq!(events.last(), Some(&Event::StallInjected));
     }
 
     #[test]
     fn loop_overrun_with_tiny_period_is_counted() {
         // 1 ns period: every cycle's work ends after the next deadline.
-        let shared = run_for(1, Duration::from_millis(20), None);
+        let shared = run_for(1, Duration::from_millis(20));
         let stats = &shared.stats;
         assert!(stats.overruns.load(Relaxed) > 0);
         assert_eq!(stats.overruns.load(Relaxed), stats.cycles.load(Relaxed));
@@ -354,7 +362,8 @@ mod tests {
         let mut state = ControlState::default();
         for cycle in 0..10_000 {
             control_step(&mut state, cycle);
-            assert!(state.output.is_finite() && state.output.abs() < 100.0);
+            assert!(state.output.is_finite());
+            assert!(state.output.abs() < 100.0, "output={}", state.output);
         }
     }
 }

@@ -141,12 +141,12 @@ mod tests {
     }
 
     #[test]
-    fn watchdog_holds_when_cycles_frozen() {
+    fn watchdog_skips_ping_when_frozen() {
         assert_eq!(judge(10, 10, 0, 100), Verdict::NoProgress);
     }
 
     #[test]
-    fn watchdog_holds_at_overrun_limit() {
+    fn watchdog_skips_ping_at_overrun_limit() {
         assert_eq!(
             judge(10, 20, 100, 100),
             Verdict::OverrunStreak { streak: 100 }

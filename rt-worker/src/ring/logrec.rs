@@ -15,9 +15,9 @@ use crate::log::{Loggers, SpanId};
 /// overrun streak, so 1024 records cover far more than one drain interval.
 pub const RING_CAPACITY: usize = 1024;
 
-/// How long the log thread sleeps when the ring is empty. Polling keeps the
-/// producer free of wakeup syscalls (a futex or eventfd write would be a
-/// syscall on the loop thread); the cost is up to this much delay per record.
+/// How long the log thread sleeps when the ring is empty. It polls because a
+/// wakeup (futex or eventfd write) would be a syscall on the loop thread. The
+/// cost is up to this much delay before a record is written.
 pub const DRAIN_INTERVAL: Duration = Duration::from_millis(10);
 
 /// One event of the loop thread. `Copy`, no heap data.
