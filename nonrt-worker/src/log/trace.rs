@@ -1,9 +1,9 @@
 //! W3C trace context (`traceparent`) parsing and id generation.
 //!
 //! Format (W3C Trace Context, level 1): `<version>-<trace-id>-<parent-id>-<flags>`
-//! with 2, 32, 16 and 2 lowercase hex digits. Version `ff` and all-zero ids
-//! are invalid. A version above `00` may append further `-`-separated fields,
-//! which are ignored.
+//! with 2, 32, 16 and 2 lowercase hex digits. All-zero ids are invalid.
+//! Only version `00` is accepted, like in the other MXRC binaries, although
+//! the W3C text lets a parser read the known fields of a later version.
 
 use std::fmt;
 use std::fs::File;
@@ -111,22 +111,19 @@ impl TraceParent {
             reason,
         };
 
-        let mut parts = value.split('-');
-        let version = parts.next().unwrap_or_default();
-        let trace_id = parts.next().ok_or_else(|| reject("missing trace id"))?;
-        let parent_id = parts
-            .next()
-            .ok_or_else(|| reject("missing parent span id"))?;
-        let flags = parts.next().ok_or_else(|| reject("missing flags"))?;
-        let has_extra_fields = parts.next().is_some();
+        let fields: Vec<&str> = value.split('-').collect();
+        let [version, trace_id, parent_id, flags] = fields[..] else {
+            return Err(reject("expected 4 fields separated by '-'"));
+        };
 
-        let version = parse_hex_byte(version)
-            .ok_or_else(|| reject("version is not 2 lowercase hex digits"))?;
-        if version == 0xff {
+        if parse_hex_byte(version).is_none() {
+            return Err(reject("version is not 2 lowercase hex digits"));
+        }
+        if version == "ff" {
             return Err(reject("version ff is invalid"));
         }
-        if version == 0 && has_extra_fields {
-            return Err(reject("version 00 has exactly four fields"));
+        if version != "00" {
+            return Err(reject("unsupported version, only 00 is accepted"));
         }
 
         let mut trace_bytes = [0u8; 16];
@@ -273,34 +270,31 @@ mod tests {
     }
 
     #[test]
-    fn version_00_with_extra_field_rejected() {
+    fn extra_field_rejected() {
         assert_eq!(
             reason("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"),
-            "version 00 has exactly four fields"
+            "expected 4 fields separated by '-'"
         );
     }
 
     #[test]
-    fn future_version_with_extra_field_accepted() {
-        let parsed =
-            TraceParent::parse("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra")
-                .unwrap();
+    fn later_version_rejected() {
         assert_eq!(
-            parsed.trace_id.to_string(),
-            "4bf92f3577b34da6a3ce929d0e0e4736"
+            reason("01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            "unsupported version, only 00 is accepted"
         );
     }
 
     #[test]
     fn empty_value_rejected() {
-        assert_eq!(reason(""), "missing trace id");
+        assert_eq!(reason(""), "expected 4 fields separated by '-'");
     }
 
     #[test]
     fn missing_flags_rejected() {
         assert_eq!(
             reason("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7"),
-            "missing flags"
+            "expected 4 fields separated by '-'"
         );
     }
 
