@@ -84,7 +84,12 @@ pub fn run(args: &RtArgs, loggers: &Loggers) -> i32 {
     );
     info!(log, "ready: sent READY=1"; "DEGRADED" => status.degraded);
 
-    let watchdog = match watchdog::spawn(shared.clone(), args.overrun_limit, log.clone()) {
+    let watchdog = match watchdog::spawn(
+        shared.clone(),
+        args.overrun_limit,
+        Duration::from_micros(args.period_us),
+        log.clone(),
+    ) {
         Ok(w) => w,
         Err(e) => {
             error!(log, "failed to spawn the watchdog thread; systemd will kill the service \

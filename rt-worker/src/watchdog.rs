@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use slog::{error, info, Logger};
+use slog::{error, info, warn, Logger};
 
 use crate::rtloop::LoopShared;
 
@@ -53,6 +53,7 @@ impl Watchdog {
 pub fn spawn(
     shared: Arc<LoopShared>,
     overrun_limit: u64,
+    period: Duration,
     log: Logger,
 ) -> std::io::Result<Option<Watchdog>> {
     let Some(timeout) = sd_notify::watchdog_enabled() else {
@@ -67,6 +68,13 @@ pub fn spawn(
           "WATCHDOG_USEC" => timeout.as_micros() as u64,
           "PING_INTERVAL_MS" => interval.as_millis() as u64,
           "OVERRUN_LIMIT" => overrun_limit);
+    if period >= interval {
+        warn!(log, "loop period is not shorter than the watchdog check interval, so some \
+                    checks see no new cycle and skip WATCHDOG=1; raise WatchdogSec= or \
+                    lower --period-us";
+              "PERIOD_US" => period.as_micros() as u64,
+              "PING_INTERVAL_MS" => interval.as_millis() as u64);
+    }
     let stop = Arc::new(AtomicBool::new(false));
     let thread_stop = stop.clone();
     let handle = thread::Builder::new()
@@ -83,10 +91,25 @@ fn run(shared: &LoopShared, limit: u64, interval: Duration, stop: &AtomicBool, l
     let mut last_progress = Instant::now();
     let mut unhealthy = false;
     let mut notify_failures = 0u64;
+    let mut next_check = Instant::now() + interval;
     loop {
-        thread::park_timeout(interval);
-        if stop.load(Relaxed) {
-            return;
+        // park_timeout may return early (spurious wakeup or unpark), and an
+        // early check could see no new cycle, so sleep until the deadline.
+        loop {
+            if stop.load(Relaxed) {
+                return;
+            }
+            let now = Instant::now();
+            if now >= next_check {
+                break;
+            }
+            thread::park_timeout(next_check - now);
+        }
+        // After a delay longer than an interval, restart the schedule from now
+        // instead of catching up with back-to-back checks.
+        next_check += interval;
+        if next_check < Instant::now() {
+            next_check = Instant::now() + interval;
         }
         let cycles = shared.stats.cycles.load(Relaxed);
         let streak = shared.stats.overrun_streak.load(Relaxed);
