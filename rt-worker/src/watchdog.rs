@@ -56,10 +56,11 @@ pub fn spawn(
     period: Duration,
     log: Logger,
 ) -> std::io::Result<Option<Watchdog>> {
-    let Some(timeout) = sd_notify::watchdog_enabled() else {
+    // WATCHDOG_USEC=0 would make the check interval zero and the thread spin.
+    let Some(timeout) = sd_notify::watchdog_enabled().filter(|t| !t.is_zero()) else {
         info!(
             log,
-            "systemd watchdog not enabled (no WATCHDOG_USEC); not sending WATCHDOG=1"
+            "systemd watchdog not enabled (WATCHDOG_USEC unset or 0); not sending WATCHDOG=1"
         );
         return Ok(None);
     };
