@@ -66,7 +66,8 @@
 //!
 //! # Stop
 //! SIGTERM or SIGINT: STOPPING=1, the loop finishes its cycle, the log ring is
-//! drained, exit 0.
+//! drained, exit 0. The loop sees the stop flag after its current sleep, so
+//! stopping takes up to one period plus one log drain interval (10 ms).
 //!
 //! # Exit codes
 //! 0 clean stop; 1 startup failure other than real-time setup; 2 invalid

@@ -18,8 +18,9 @@ use crate::stats::LoopStats;
 /// Name (thread comm) of the loop thread.
 pub const LOOP_THREAD_NAME: &str = "mxrc-rt-loop";
 
-/// How long startup waits for the first loop cycle before it gives up.
-const FIRST_CYCLE_TIMEOUT: Duration = Duration::from_secs(2);
+/// How long startup waits for the first loop cycle, on top of one period,
+/// before it gives up.
+const FIRST_CYCLE_MARGIN: Duration = Duration::from_secs(2);
 
 /// State shared between the loop thread and the rest of the process.
 #[derive(Default)]
@@ -83,7 +84,8 @@ pub fn start(
     };
     apply_rt_setup(args, tid, &shared.stats, log).map_err(|e| abort(StartError::RtSetup(e)))?;
     let _ = go_tx.send(true);
-    wait_first_cycle(&shared.stats).map_err(|e| StartError::Other(e.to_string()))?;
+    let timeout = Duration::from_micros(args.period_us) + FIRST_CYCLE_MARGIN;
+    wait_first_cycle(&shared.stats, timeout).map_err(StartError::Other)?;
     info!(log, "loop running"; "PERIOD_US" => args.period_us);
     Ok(RunningLoop { handle })
 }
@@ -146,13 +148,13 @@ fn log_scheduler(log: &Logger, tid: Pid) {
     }
 }
 
-fn wait_first_cycle(stats: &LoopStats) -> Result<(), String> {
+fn wait_first_cycle(stats: &LoopStats, timeout: Duration) -> Result<(), String> {
     let start = Instant::now();
     while stats.cycles.load(Relaxed) == 0 {
-        if start.elapsed() > FIRST_CYCLE_TIMEOUT {
+        if start.elapsed() > timeout {
             return Err(format!(
                 "loop thread did not complete its first cycle within {} ms",
-                FIRST_CYCLE_TIMEOUT.as_millis()
+                timeout.as_millis()
             ));
         }
         thread::sleep(Duration::from_millis(1));
