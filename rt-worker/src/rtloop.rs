@@ -225,8 +225,8 @@ fn control_step(state: &mut ControlState, cycle: u64) {
 fn run(shared: &LoopShared, period_ns: u64, mut log: RecordSender) {
     let stats = &shared.stats;
     let mut state = ControlState::default();
-    let (mut cycle, mut overruns, mut missed_total) = (0u64, 0u64, 0u64);
-    let (mut streak, mut streak_missed) = (0u64, 0u64);
+    let mut overruns = Overruns::default();
+    let mut cycle = 0u64;
     let mut deadline = now_ns() + period_ns;
     while !shared.stop.load(Relaxed) {
         if shared.stall.load(Relaxed) {
@@ -241,35 +241,60 @@ fn run(shared: &LoopShared, period_ns: u64, mut log: RecordSender) {
         if done > deadline {
             // Overrun: skip every deadline already in the past.
             let missed = (done - deadline) / period_ns + 1;
-            if streak == 0 {
-                let event = Event::OverrunStart {
-                    lateness_ns: done - deadline,
-                };
-                log.send(LogRecord {
-                    mono_ns: done,
+            if overruns.record(missed, stats) {
+                let lateness_ns = done - deadline;
+                log.send(LogRecord::new(
+                    done,
                     cycle,
-                    event,
-                });
+                    Event::OverrunStart { lateness_ns },
+                ));
             }
-            (streak, streak_missed) = (streak + 1, streak_missed + missed);
-            (overruns, missed_total) = (overruns + 1, missed_total + missed);
             deadline += missed * period_ns;
-            stats.overruns.store(overruns, Relaxed);
-            stats.missed_cycles.store(missed_total, Relaxed);
-        } else if streak > 0 {
-            let event = Event::OverrunEnd {
-                streak,
-                missed: streak_missed,
-            };
-            log.send(LogRecord {
-                mono_ns: done,
+        } else if let Some((streak, missed)) = overruns.end_streak() {
+            log.send(LogRecord::new(
+                done,
                 cycle,
-                event,
-            });
-            (streak, streak_missed) = (0, 0);
+                Event::OverrunEnd { streak, missed },
+            ));
         }
-        stats.overrun_streak.store(streak, Relaxed);
+        stats.overrun_streak.store(overruns.streak, Relaxed);
         stats.cycles.store(cycle, Relaxed);
+    }
+}
+
+/// Overrun counters of the loop thread.
+#[derive(Default)]
+struct Overruns {
+    total: u64,
+    missed_total: u64,
+    streak: u64,
+    streak_missed: u64,
+}
+
+impl Overruns {
+    /// Counts an overrun that skipped `missed` deadlines and publishes the
+    /// totals. Returns true for the first overrun of a streak.
+    #[inline]
+    fn record(&mut self, missed: u64, stats: &LoopStats) -> bool {
+        self.total += 1;
+        self.missed_total += missed;
+        self.streak += 1;
+        self.streak_missed += missed;
+        stats.overruns.store(self.total, Relaxed);
+        stats.missed_cycles.store(self.missed_total, Relaxed);
+        self.streak == 1
+    }
+
+    /// Ends the current streak after an on-time cycle. Returns the streak
+    /// length and the deadlines it skipped, or None if no streak was running.
+    #[inline]
+    fn end_streak(&mut self) -> Option<(u64, u64)> {
+        if self.streak == 0 {
+            return None;
+        }
+        let ended = (self.streak, self.streak_missed);
+        (self.streak, self.streak_missed) = (0, 0);
+        Some(ended)
     }
 }
 
@@ -277,11 +302,7 @@ fn run(shared: &LoopShared, period_ns: u64, mut log: RecordSender) {
 /// the watchdog stops pinging. Sleeps instead of spinning so that a FIFO
 /// thread does not starve its CPU. Returns only when the stop flag is set.
 fn stall(shared: &LoopShared, log: &mut RecordSender, cycle: u64) {
-    log.send(LogRecord {
-        mono_ns: now_ns(),
-        cycle,
-        event: Event::StallInjected,
-    });
+    log.send(LogRecord::new(now_ns(), cycle, Event::StallInjected));
     while !shared.stop.load(Relaxed) {
         let wake = now_ns() + 10_000_000;
         sleep_until(wake);
@@ -357,6 +378,20 @@ mod tests {
         assert_eq!(stats.overruns.load(Relaxed), stats.cycles.load(Relaxed));
         assert!(stats.missed_cycles.load(Relaxed) >= stats.overruns.load(Relaxed));
         assert!(stats.overrun_streak.load(Relaxed) > 0);
+    }
+
+    #[test]
+    fn overrun_streak_start_and_end() {
+        let stats = LoopStats::default();
+        let mut overruns = Overruns::default();
+        assert_eq!(overruns.end_streak(), None);
+        assert!(overruns.record(1, &stats));
+        assert!(!overruns.record(3, &stats));
+        assert_eq!(overruns.end_streak(), Some((2, 4)));
+        assert_eq!(overruns.end_streak(), None);
+        assert!(overruns.record(1, &stats));
+        assert_eq!(stats.overruns.load(Relaxed), 3);
+        assert_eq!(stats.missed_cycles.load(Relaxed), 5);
     }
 
     #[test]

@@ -43,6 +43,16 @@ pub struct LogRecord {
     pub event: Event,
 }
 
+impl LogRecord {
+    pub fn new(mono_ns: u64, cycle: u64, event: Event) -> Self {
+        Self {
+            mono_ns,
+            cycle,
+            event,
+        }
+    }
+}
+
 /// Producer side, owned by the loop thread.
 pub struct RecordSender {
     producer: Producer<LogRecord>,
