@@ -252,7 +252,7 @@ const OTHER_FAMILIES: &[FamilySpec] = &[
     FamilySpec { name: "mxrc_unit_result", help: "Result of the last run of the unit, 1 for the current result (Result).", kind: GAUGE, labels: &["unit", "role", "result"] },
     FamilySpec { name: "mxrc_unit_info", help: "Unit metadata, always 1 (Type, Description).", kind: GAUGE, labels: &["unit", "role", "type", "description"] },
     FamilySpec { name: "mxrc_unit_watchdog_last_ping_age_seconds", help: "Seconds since the service last sent WATCHDOG=1, from CLOCK_MONOTONIC (WatchdogTimestampMonotonic).", kind: GAUGE, labels: UNIT_LABELS },
-    FamilySpec { name: "mxrc_unit_status_value", help: "Numeric key=value pairs of the unit's status text (STATUS=), at most 32 keys per unit.", kind: GAUGE, labels: &["unit", "role", "key"] },
+    FamilySpec { name: "mxrc_unit_status_value", help: "Numeric key=value pairs of the status text (STATUS=) of the unit's running main process, at most 32 keys per unit.", kind: GAUGE, labels: &["unit", "role", "key"] },
     FamilySpec { name: "mxrc_monitor_poll_success", help: "Whether the latest poll of systemctl succeeded (1) or failed (0).", kind: GAUGE, labels: &[] },
     FamilySpec { name: "mxrc_monitor_poll_duration_seconds", help: "Wall time of the latest poll in seconds.", kind: GAUGE, labels: &[] },
     FamilySpec { name: "mxrc_monitor_polls_total", help: "Polls of systemctl started.", kind: COUNTER, labels: &[] },
@@ -488,8 +488,13 @@ fn render_unit(families: &mut Families, unit: &UnitProperties, clock: Clock) {
         families.add("mxrc_unit_watchdog_last_ping_age_seconds", &base, age);
     }
 
-    for (key, value) in parse::status_values(unit.get("StatusText").unwrap_or("")) {
-        families.add("mxrc_unit_status_value", &[id, role, &key], value);
+    // systemd keeps StatusText after the main process exits, so values from a
+    // dead process are left out instead of being reported as current.
+    let main_pid = unit.get("MainPID").map(parse::integer);
+    if matches!(main_pid, Some(Value::Number(pid)) if pid > 0.0) {
+        for (key, value) in parse::status_values(unit.get("StatusText").unwrap_or("")) {
+            families.add("mxrc_unit_status_value", &[id, role, &key], value);
+        }
     }
 }
 

@@ -23,11 +23,11 @@ fn once_valid_fixture_prints_metrics() {
         "mxrc_unit_active_state{unit=\"mxrc-rt.service\",role=\"rt\",state=\"active\"} 1\n";
     assert!(stdout.contains(active), "{stdout}");
     assert!(
-        stdout.contains("mxrc_systemd_system_state{state=\"running\"} 1\n"),
+        stdout.contains("mxrc_systemd_system_state{state=\"degraded\"} 1\n"),
         "{stdout}"
     );
     assert!(
-        stdout.contains("mxrc_systemd_info{version=\"252.30-1~deb12u2\"} 1\n"),
+        stdout.contains("mxrc_systemd_info{version=\"252.38-1~deb12u1\"} 1\n"),
         "{stdout}"
     );
 }

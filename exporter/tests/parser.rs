@@ -33,10 +33,10 @@ fn running_fixture_parses() {
     assert_eq!(rt.get("ActiveState"), Some("active"));
     assert_eq!(rt.get("SubState"), Some("running"));
     assert_eq!(rt.get("Type"), Some("notify"));
-    assert_eq!(rt.get("MainPID"), Some("412"));
+    assert_eq!(rt.get("MainPID"), Some("188"));
     let status = parse::status_values(rt.get("StatusText").unwrap());
     assert_eq!(status.len(), 10);
-    assert_eq!(status[0], ("cycles".to_owned(), 123456.0));
+    assert_eq!(status[0], ("cycles".to_owned(), 6000.0));
     for unit in &units {
         assert_eq!(metrics::count_invalid_values(unit), 0, "{}", unit.id);
     }
@@ -48,7 +48,7 @@ fn failed_fixture_parses() {
     assert_eq!(errors, 0);
     let rt = unit(&units, "mxrc-rt.service");
     assert_eq!(rt.get("ActiveState"), Some("failed"));
-    assert_eq!(rt.get("Result"), Some("watchdog"));
+    assert_eq!(rt.get("Result"), Some("signal"));
     assert_eq!(
         parse::integer(rt.get("ExecMainCode").unwrap()).number(),
         Some(2.0)
@@ -86,7 +86,11 @@ fn auto_restart_fixture_parses() {
     let nonrt = unit(&units, "mxrc-nonrt.service");
     assert_eq!(nonrt.get("ActiveState"), Some("activating"));
     assert_eq!(nonrt.get("SubState"), Some("auto-restart"));
-    assert_eq!(nonrt.get("NRestarts"), Some("2"));
+    assert_eq!(nonrt.get("Result"), Some("signal"));
+    assert_eq!(
+        parse::integer(nonrt.get("ExecMainStatus").unwrap()).number(),
+        Some(9.0)
+    );
 }
 
 #[test]
@@ -94,7 +98,7 @@ fn manager_fixture_parses() {
     let manager = parse_manager(&fixture("manager.txt"));
     assert_eq!(
         manager.get("SystemState").map(String::as_str),
-        Some("running")
+        Some("degraded")
     );
     assert!(manager
         .get("Version")
@@ -128,7 +132,7 @@ fn fixed_state(fixture_name: &str) -> MonitorState {
 
 const FIXED_CLOCK: Clock = Clock {
     unix_seconds: 1_733_400_000.75,
-    monotonic_usec: 86_400_000_000,
+    monotonic_usec: 1_242_445_142,
 };
 
 fn render_text(state: MonitorState) -> String {
@@ -173,15 +177,24 @@ fn failed_unit_renders_states() {
     let lines = [
         "mxrc_unit_active_state{unit=\"mxrc-rt.service\",role=\"rt\",state=\"failed\"} 1\n",
         "mxrc_unit_active_state{unit=\"mxrc-rt.service\",role=\"rt\",state=\"active\"} 0\n",
-        "mxrc_unit_result{unit=\"mxrc-rt.service\",role=\"rt\",result=\"watchdog\"} 1\n",
-        "mxrc_unit_restarts_total{unit=\"mxrc-rt.service\",role=\"rt\"} 5\n",
+        "mxrc_unit_result{unit=\"mxrc-rt.service\",role=\"rt\",result=\"signal\"} 1\n",
+        "mxrc_unit_exec_main_code{unit=\"mxrc-rt.service\",role=\"rt\"} 2\n",
+        "mxrc_unit_exec_main_status{unit=\"mxrc-rt.service\",role=\"rt\"} 6\n",
         "mxrc_unit_main_pid{unit=\"mxrc-rt.service\",role=\"rt\"} 0\n",
-        "mxrc_unit_status_value{unit=\"mxrc-rt.service\",role=\"rt\",key=\"degraded\"} 1\n",
     ];
     for line in lines {
         assert!(text.contains(line), "missing {line:?} in\n{text}");
     }
-    assert!(!text.contains("mxrc_unit_watchdog_last_ping_age_seconds{unit=\"mxrc-rt.service\""));
+    let ping_age = "mxrc_unit_watchdog_last_ping_age_seconds{unit=\"mxrc-rt.service\"";
+    assert!(!text.contains(ping_age), "no ping since the failure");
+    let status = "mxrc_unit_status_value{unit=\"mxrc-rt.service\"";
+    assert!(
+        !text.contains(status),
+        "status text of the dead process is left out"
+    );
+    let running_status =
+        "mxrc_unit_status_value{unit=\"mxrc-nonrt.service\",role=\"nonrt\",key=\"cycles\"} 1\n";
+    assert!(text.contains(running_status), "{text}");
 }
 
 #[test]
