@@ -61,7 +61,8 @@ pub struct RecordSender {
 
 impl RecordSender {
     /// Pushes a record, or counts it as dropped when the ring is full.
-    /// Never blocks, allocates or makes a syscall.
+    /// rtrb 0.4 `push` only loads and stores atomics and writes the slot, so
+    /// this neither blocks, allocates nor makes a syscall.
     #[inline]
     pub fn send(&mut self, record: LogRecord) {
         if self.producer.push(record).is_err() {
