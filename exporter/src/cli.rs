@@ -30,7 +30,7 @@ pub enum LogTarget {
 #[derive(Debug, Parser)]
 #[command(name = "mxrc-monitor", version, about)]
 pub struct Args {
-    /// Address on which to expose metrics and the landing page.
+    /// Address (IP:port) on which to expose metrics and the landing page.
     #[arg(long = "web.listen-address", default_value = "127.0.0.1:9720")]
     pub listen_address: SocketAddr,
 

@@ -119,11 +119,24 @@ fn is_lower_hex(text: &str, len: usize) -> bool {
 pub struct Loggers {
     /// Logger for process-level records; carries SPAN_ID = the process span.
     pub root: Logger,
+    /// Whether records go to journald instead of stderr.
+    pub to_journald: bool,
     base: Logger,
     process_span_id: String,
 }
 
 impl Loggers {
+    /// Logs a start-up error and also prints it to stderr when a user would not see the record.
+    ///
+    /// Under systemd (JOURNAL_STREAM set) stderr goes to the journal too, so
+    /// the message is printed only when records go to journald and stderr does not.
+    pub fn startup_error(&self, message: &str, error: &dyn std::fmt::Display) {
+        slog::error!(self.root, "{message}"; "error" => %error);
+        if self.to_journald && std::env::var_os("JOURNAL_STREAM").is_none() {
+            eprintln!("{SERVICE}: {message}: {error}");
+        }
+    }
+
     /// Returns a logger for a unit of work with a fresh SPAN_ID and PARENT_SPAN_ID = the process span.
     pub fn child_span(&self) -> Logger {
         let span_id = new_span_id().unwrap_or_else(|_| "0000000000000001".to_owned());
@@ -168,6 +181,7 @@ pub fn build(target: LogTarget, level: LogLevel, trace: &TraceContext) -> Logger
     }
     Loggers {
         root,
+        to_journald: use_journald,
         base,
         process_span_id: trace.span_id.clone(),
     }

@@ -4,13 +4,13 @@ use std::io::Write as _;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use slog::{error, info, o, Logger};
+use slog::{info, o};
 use tokio::net::TcpListener;
 use tokio::signal::unix::{signal, SignalKind};
 
 use mxrc_monitor::cli::Args;
 use mxrc_monitor::http::{self, Site};
-use mxrc_monitor::log::{self, TraceContext};
+use mxrc_monitor::log::{self, Loggers, TraceContext};
 use mxrc_monitor::metrics::{self, ClockSource};
 use mxrc_monitor::notify;
 use mxrc_monitor::poll::{PollConfig, Poller};
@@ -37,7 +37,7 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(error) => {
-            error!(loggers.root, "failed to start the tokio runtime"; "error" => %error);
+            loggers.startup_error("failed to start the tokio runtime", &error);
             return ExitCode::FAILURE;
         }
     };
@@ -55,7 +55,7 @@ fn main() -> ExitCode {
     if args.once {
         return runtime.block_on(run_once(poller, &registry));
     }
-    runtime.block_on(run_service(&args, poller, state, registry, &loggers.root))
+    runtime.block_on(run_service(&args, poller, state, registry, &loggers))
 }
 
 /// Polls once and prints the metrics; exit status 1 when the poll failed.
@@ -78,23 +78,27 @@ async fn run_service(
     mut poller: Poller,
     state: SharedState,
     registry: prometheus::Registry,
-    log: &Logger,
+    loggers: &Loggers,
 ) -> ExitCode {
+    let log = &loggers.root;
     let (mut sigterm, mut sigint) = match (
         signal(SignalKind::terminate()),
         signal(SignalKind::interrupt()),
     ) {
         (Ok(sigterm), Ok(sigint)) => (sigterm, sigint),
         (Err(error), _) | (_, Err(error)) => {
-            error!(log, "failed to install the SIGTERM and SIGINT handlers"; "error" => %error);
+            loggers.startup_error("failed to install the SIGTERM and SIGINT handlers", &error);
             return ExitCode::FAILURE;
         }
     };
     let listener = match TcpListener::bind(args.listen_address).await {
         Ok(listener) => listener,
         Err(error) => {
-            error!(log, "failed to listen; check --web.listen-address";
-                "address" => %args.listen_address, "error" => %error);
+            let message = format!(
+                "failed to listen on {}; check --web.listen-address",
+                args.listen_address
+            );
+            loggers.startup_error(&message, &error);
             return ExitCode::FAILURE;
         }
     };

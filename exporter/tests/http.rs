@@ -244,3 +244,26 @@ fn watchdog_silent_while_polls_fail() {
         server.stderr_text()
     );
 }
+
+#[test]
+fn busy_address_exits_1() {
+    let dir = TempDir::new("http-busy");
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let output = std::process::Command::new(common::BINARY)
+        .arg(format!("--web.listen-address={address}"))
+        .arg("--log.target=stderr")
+        .arg(format!(
+            "--systemctl.path={}",
+            fixture_script(&dir, "running.txt").display()
+        ))
+        .env_remove("NOTIFY_SOCKET")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(
+        stderr.contains(&format!("failed to listen on {address}")),
+        "{stderr}"
+    );
+}
