@@ -140,6 +140,7 @@ async fn run_child(config: &PollConfig, args: &[&str]) -> Result<String, PollErr
             PollError::new(PollErrorReason::Spawn, message)
         })?;
     let process_group = child.id();
+    let _group_killer = ProcessGroupKiller(process_group);
     let stdout = child.stdout.take();
     let stderr = child.stderr.take();
 
@@ -193,15 +194,34 @@ fn check_exit_status(program: &Path, status: ExitStatus, stderr: &[u8]) -> Resul
 }
 
 async fn kill_and_reap(child: &mut tokio::process::Child, process_group: Option<u32>) {
+    kill_process_group(process_group);
+    // kill() sends SIGKILL to the child if it still runs and waits for it.
+    let _ = child.kill().await;
+}
+
+/// Sends SIGKILL to a process group.
+///
+/// Linux does not reuse a pid while a process group with that id exists,
+/// so after the leader is reaped this reaches only leftover members or fails
+/// with ESRCH.
+fn kill_process_group(process_group: Option<u32>) {
     if let Some(pid) = process_group.and_then(|pid| i32::try_from(pid).ok()) {
-        // The child is not reaped yet, so its pid still names its process group.
         let _ = nix::sys::signal::killpg(
             nix::unistd::Pid::from_raw(pid),
             nix::sys::signal::Signal::SIGKILL,
         );
     }
-    // kill() sends SIGKILL to the child if it still runs and waits for it.
-    let _ = child.kill().await;
+}
+
+/// Kills the child's process group when dropped: on every return from
+/// [`run_child`] and when a poll is cancelled at shutdown, so background
+/// processes of the child do not outlive the poll.
+struct ProcessGroupKiller(Option<u32>);
+
+impl Drop for ProcessGroupKiller {
+    fn drop(&mut self) {
+        kill_process_group(self.0);
+    }
 }
 
 #[derive(Debug)]

@@ -267,3 +267,42 @@ fn busy_address_exits_1() {
         "{stderr}"
     );
 }
+
+#[test]
+fn hanging_poll_keeps_http_responsive() {
+    let dir = TempDir::new("http-hang");
+    let pids = dir.0.join("pids");
+    let body = format!("echo $$ >> '{}'\nexec sleep 100", pids.display());
+    let systemctl = dir.script("systemctl", &body);
+    let mut server = Server::start(&systemctl, UNITS, &[]);
+    std::thread::sleep(Duration::from_millis(500));
+
+    let started = Instant::now();
+    let response = request(server.port, "GET", "/metrics", &[]);
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(response.status, 200);
+    let text = response.text();
+    assert!(text.contains("mxrc_monitor_poll_success 0\n"), "{text}");
+    assert!(
+        !text.contains("mxrc_monitor_poll_errors_total{reason=\"timeout\"} 0\n"),
+        "{text}"
+    );
+    assert!(
+        !text.contains("mxrc_unit_"),
+        "no snapshot was ever taken: {text}"
+    );
+
+    assert_eq!(server.terminate().code(), Some(0));
+    std::thread::sleep(Duration::from_millis(200));
+    for line in std::fs::read_to_string(&pids).unwrap().lines() {
+        let pid: i32 = line.parse().unwrap();
+        assert!(
+            common::process_is_gone(pid),
+            "poll child {pid} survived the shutdown"
+        );
+    }
+}

@@ -235,3 +235,20 @@ fn traceparent_trace_id_logged() {
     );
     assert!(stderr.contains("parent_span_id="), "{stderr}");
 }
+
+#[test]
+fn once_large_junk_below_cap_is_parse_error() {
+    let dir = TempDir::new("once-junk");
+    let body = "yes 'Junk=0123456789012345678901234567890123456789' | head -c 3000000";
+    let systemctl = dir.script("systemctl", body);
+    let started = Instant::now();
+    let output = run_once(&systemctl, &[]);
+    let stderr = stderr_of(&output);
+    assert_eq!(output.status.code(), Some(1), "stderr: {stderr}");
+    assert!(stderr.contains("(parse)"), "{stderr}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
+}
