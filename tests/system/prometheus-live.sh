@@ -307,17 +307,33 @@ check_baseline_alerts() {
     fi
 }
 
+# Prints the value of the first sample of metric NAME for mxrc-monitor.service
+# in the exporter's current output, or nothing.
+monitor_unit_metric() {
+    curl -fs --max-time 2 "http://$EXPORTER_ADDRESS/metrics" |
+        awk -v name="$1" 'index($0, name "{") == 1 && /unit="mxrc-monitor.service"/ { print $NF; exit }'
+}
+
 # The sandbox shares the host's network namespace, so another sandbox's
 # exporter could own 127.0.0.1:9720. The exporter must report the MainPID and
 # start time that this sandbox's systemd has for mxrc-monitor.service.
 check_exporter_is_ours() {
-    local metrics pid start reported_pid reported_start
-    metrics=$(curl -fsS --max-time 2 "http://$EXPORTER_ADDRESS/metrics") ||
-        fail "GET http://$EXPORTER_ADDRESS/metrics failed; is mxrc-monitor.service active?"
+    local i pid start reported_pid="" reported_start poll_success
+    for ((i = 0; i < 10; i++)); do
+        reported_pid=$(monitor_unit_metric mxrc_unit_main_pid) || true
+        [ -z "$reported_pid" ] || break
+        sleep 1
+    done
+    if [ -z "$reported_pid" ]; then
+        poll_success=$(curl -fsS --max-time 2 "http://$EXPORTER_ADDRESS/metrics" |
+            awk '/^mxrc_monitor_poll_success / { print $2 }') ||
+            fail "GET http://$EXPORTER_ADDRESS/metrics failed; is mxrc-monitor.service active?"
+        fail "the exporter on $EXPORTER_ADDRESS serves no unit metrics after 10 s \
+(mxrc_monitor_poll_success=${poll_success:-missing}); see journalctl -u mxrc-monitor.service"
+    fi
+    reported_start=$(monitor_unit_metric mxrc_unit_start_time_seconds) || true
     pid=$(systemctl show --property=MainPID --value mxrc-monitor.service)
     start=$(systemctl show --timestamp=unix --property=ExecMainStartTimestamp --value mxrc-monitor.service)
-    reported_pid=$(awk '/^mxrc_unit_main_pid\{/ && /unit="mxrc-monitor.service"/ { print $NF; exit }' <<<"$metrics")
-    reported_start=$(awk '/^mxrc_unit_start_time_seconds\{/ && /unit="mxrc-monitor.service"/ { print $NF; exit }' <<<"$metrics")
     if [ "$reported_pid" != "$pid" ] ||
         ! python3 -c "import sys; sys.exit(0 if float('${reported_start:-nan}') == float('${start#@}') else 1)"; then
         fail "the exporter on $EXPORTER_ADDRESS reports mxrc-monitor.service MainPID=$reported_pid start=$reported_start, \
