@@ -143,7 +143,7 @@ fn gzip_bytes(data: &[u8]) -> Option<Vec<u8>> {
     encoder.finish().ok()
 }
 
-/// Whether the Accept-Encoding headers list gzip with a non-zero q value.
+/// Returns whether the Accept-Encoding headers list gzip with a non-zero q value.
 fn accepts_gzip<B>(request: &Request<B>) -> bool {
     request
         .headers()

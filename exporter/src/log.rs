@@ -232,7 +232,7 @@ impl Drain for StderrDrain {
             record.msg()
         );
         let mut serializer = LineSerializer(&mut line);
-        // Serialization into a String cannot fail.
+        // LineSerializer never returns an error.
         let _ = record.kv().serialize(record, &mut serializer);
         let _ = values.serialize(record, &mut serializer);
         line.push('\n');
@@ -272,7 +272,8 @@ fn format_utc(time: SystemTime) -> String {
 
 /// Converts days since 1970-01-01 to a proleptic Gregorian date.
 ///
-/// Algorithm from Howard Hinnant, "chrono-Compatible Low-Level Date Algorithms".
+/// This is `civil_from_days` from Howard Hinnant, "chrono-Compatible Low-Level
+/// Date Algorithms", http://howardhinnant.github.io/date_algorithms.html.
 fn civil_from_days(days: i64) -> (i64, u32, u32) {
     let z = days + 719_468;
     let era = z.div_euclid(146_097);

@@ -83,7 +83,7 @@ impl MonitorState {
         self.poll_errors_total[reason.index()]
     }
 
-    /// Whether the served snapshot is older than the latest poll attempt.
+    /// Returns whether the served snapshot is older than the latest poll attempt.
     pub fn is_stale(&self) -> bool {
         self.polled && !self.last_poll_success
     }
