@@ -42,8 +42,13 @@ fn main() -> ExitCode {
         }
     };
     let state = SharedState::default();
-    let mut units = args.units.clone();
-    units.dedup();
+    // A repeated name would make systemctl print a duplicate block.
+    let mut units: Vec<String> = Vec::with_capacity(args.units.len());
+    for unit in &args.units {
+        if !units.contains(unit) {
+            units.push(unit.clone());
+        }
+    }
     let config = PollConfig {
         systemctl: args.systemctl_path.clone(),
         units,

@@ -252,3 +252,17 @@ fn once_large_junk_below_cap_is_parse_error() {
         started.elapsed()
     );
 }
+
+#[test]
+fn once_repeated_unit_polled_once() {
+    let dir = TempDir::new("once-repeated");
+    let systemctl = fixture_script(&dir, "running.txt");
+    let units =
+        "--collector.units=mxrc-rt.service,mxrc-nonrt.service,mxrc-rt.service,mxrc-monitor.service";
+    let output = std::process::Command::new(BINARY)
+        .args(["--once", "--log.target=stderr", units])
+        .arg(format!("--systemctl.path={}", systemctl.display()))
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "stderr: {}", stderr_of(&output));
+}
