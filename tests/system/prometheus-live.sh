@@ -15,13 +15,14 @@
 # 2. Run every dashboard query and every alert expression through
 #    /api/v1/query. Any error fails the test, and so does a dashboard query
 #    with an empty result unless it depends on an optional metric.
-# 3. SIGKILL mxrc-rt.service three times (MxrcRestartStorm) and then stop
-#    it (MxrcServiceNotActive), and wait for /api/v1/alerts to report both
-#    alerts as firing.
-# On exit, also on failure, Prometheus is stopped and mxrc.target is
-# restarted with its failed state reset.
-# A pass took 26 s in the sandbox on a 2-core machine. The waits add up to
-# about 150 s when every step times out, below the 240 s per test of
+# 3. SIGKILL mxrc-rt.service three times (MxrcRestartStorm), stop it
+#    (MxrcServiceNotActive), and start it with an ExecStart= that exits 1
+#    (MxrcTargetStartFailed), and wait for /api/v1/alerts to report each
+#    alert as firing.
+# On exit, also on failure, Prometheus is stopped, the test's drop-in is
+# removed and mxrc.target is restarted with its failed state reset.
+# A pass took 34 s in the sandbox on a 2-core machine. The waits add up to
+# about 190 s when every step times out, below the 240 s per test of
 # tests/run-system-tests.sh.
 set -euo pipefail
 
@@ -34,6 +35,8 @@ PROM_ADDRESS=127.0.0.1:19090
 PROM_URL=http://$PROM_ADDRESS
 EXPORTER_ADDRESS=127.0.0.1:9720
 RT_UNIT=mxrc-rt.service
+FAIL_DROPIN_DIR=/run/systemd/system/$RT_UNIT.d
+FAIL_DROPIN=$FAIL_DROPIN_DIR/zz-prometheus-live-fail.conf
 
 progress() {
     echo "  $*"
@@ -66,6 +69,11 @@ cleanup() {
     if [ "$status" -ne 0 ] && [ -f "$WORK/prometheus.log" ]; then
         echo "  last lines of the Prometheus log:" >&2
         tail -n 20 "$WORK/prometheus.log" | sed 's/^/    /' >&2
+    fi
+    if [ -f "$FAIL_DROPIN" ]; then
+        rm -f "$FAIL_DROPIN"
+        rmdir "$FAIL_DROPIN_DIR" 2>/dev/null || true
+        systemctl daemon-reload || echo "  cleanup: 'systemctl daemon-reload' failed" >&2
     fi
     systemctl reset-failed mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service 2>/dev/null || true
     systemctl restart mxrc.target || echo "  cleanup: 'systemctl restart mxrc.target' failed" >&2
@@ -292,6 +300,18 @@ unit_is_inactive() {
     [ "$(systemctl is-active "$RT_UNIT")" = inactive ]
 }
 
+unit_is_failed() {
+    [ "$(systemctl is-active "$RT_UNIT")" = failed ]
+}
+
+# Makes every start of mxrc-rt fail until cleanup removes the drop-in. It
+# lives in /run, so it disappears with the sandbox in any case.
+break_rt_start() {
+    mkdir -p "$FAIL_DROPIN_DIR"
+    printf '[Service]\nExecStart=\nExecStart=/bin/false\n' >"$FAIL_DROPIN"
+    systemctl daemon-reload
+}
+
 # Alerts about the service state must be quiet before the test provokes any.
 # Latency and overrun alerts are only listed, because a loaded machine may
 # raise them legitimately.
@@ -365,7 +385,7 @@ main() {
         progress "SIGKILL $i: $RT_UNIT restarted"
         sleep 2
     done
-    wait_for 30 "MxrcRestartStorm did not fire for $RT_UNIT" prom firing MxrcRestartStorm "$RT_UNIT"
+    wait_for 20 "MxrcRestartStorm did not fire for $RT_UNIT" prom firing MxrcRestartStorm "$RT_UNIT"
     prom firing MxrcRestartStorm "$RT_UNIT"
 
     systemctl stop "$RT_UNIT"
@@ -374,7 +394,17 @@ main() {
     wait_for 20 "MxrcServiceNotActive did not fire for $RT_UNIT" prom firing MxrcServiceNotActive "$RT_UNIT"
     prom firing MxrcServiceNotActive "$RT_UNIT"
 
-    progress "pass: dashboard queries, rules and two live alerts"
+    # systemd restarts the failing unit (Restart=on-failure) until it gives
+    # up and leaves it failed, which takes a few seconds with RestartSec=1s.
+    break_rt_start
+    systemctl reset-failed "$RT_UNIT"
+    systemctl start "$RT_UNIT" 2>/dev/null || true
+    wait_for 20 "$RT_UNIT did not end up failed with ExecStart=/bin/false" unit_is_failed
+    progress "$RT_UNIT failed to start: Result=$(systemctl show --property=Result --value "$RT_UNIT")"
+    wait_for 20 "MxrcTargetStartFailed did not fire for $RT_UNIT" prom firing MxrcTargetStartFailed "$RT_UNIT"
+    prom firing MxrcTargetStartFailed "$RT_UNIT"
+
+    progress "pass: dashboard queries, rules and three live alerts"
 }
 
 main
