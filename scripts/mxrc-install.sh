@@ -23,6 +23,7 @@ UNIT_DIR=$REPO/units
 TIMEOUT=30
 PREFIX=${MXRC_PREFIX:-/usr/local/bin}
 SYSTEMD_DIR=${MXRC_SYSTEMD_DIR:-/etc/systemd/system}
+SYSUSERS_DIR=${MXRC_SYSUSERS_DIR:-/etc/sysusers.d}
 BACKUP_ROOT=${MXRC_BACKUP_DIR:-/var/lib/mxrc/backup}
 KEEP_BACKUPS=5
 BINARIES=(mxrc-rt mxrc-nonrt mxrc-monitor)
@@ -73,6 +74,10 @@ backup_current() {
     for unit in "${SERVICES[@]}" mxrc.target; do
         [ -e "$SYSTEMD_DIR/$unit" ] && cp -a "$SYSTEMD_DIR/$unit" "$dest/units/"
     done
+    if [ -e "$SYSUSERS_DIR/mxrc.conf" ]; then
+        mkdir -p "$dest/units/sysusers.d"
+        cp -a "$SYSUSERS_DIR/mxrc.conf" "$dest/units/sysusers.d/"
+    fi
     say "backed up the installed files to $dest"
     ls -1d "$BACKUP_ROOT"/*/ | head -n -"$KEEP_BACKUPS" | xargs -r rm -rf
     echo "$dest"
@@ -97,7 +102,21 @@ put_files() {
             rm -f "$SYSTEMD_DIR/$unit"
         fi
     done
+    # The exporter's account; creating it again is a no-op.
+    if [ -e "$from_units/sysusers.d/mxrc.conf" ]; then
+        install -m 0644 -D "$from_units/sysusers.d/mxrc.conf" "$SYSUSERS_DIR/mxrc.conf"
+        systemd-sysusers "$SYSUSERS_DIR/mxrc.conf"
+    fi
     systemctl daemon-reload
+}
+
+# Succeeds when every MXRC service is active; `systemctl is-active` with
+# several units succeeds when any one of them is.
+all_active() {
+    local unit
+    for unit in "${SERVICES[@]}"; do
+        systemctl is-active --quiet "$unit" || return 1
+    done
 }
 
 # Restarts mxrc.target and waits until every service is active; prints
@@ -107,7 +126,7 @@ restart_and_wait() {
     systemctl reset-failed "${SERVICES[@]}" mxrc.target 2>/dev/null || true
     systemctl restart mxrc.target || true
     while [ $SECONDS -lt $deadline ]; do
-        if systemctl is-active --quiet "${SERVICES[@]}"; then
+        if all_active; then
             say "all services are active: ${SERVICES[*]}"
             return 0
         fi

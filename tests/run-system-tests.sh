@@ -43,7 +43,12 @@ reset_target() {
         systemctl reset-failed
         systemctl start mxrc.target
         for i in $(seq 1 100); do
-            systemctl is-active --quiet mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service && exit 0
+            # is-active succeeds when any one of several units is active, so ask one at a time.
+            all=yes
+            for unit in mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service; do
+                systemctl is-active --quiet "$unit" || all=no
+            done
+            [ "$all" = yes ] && exit 0
             sleep 0.1
         done
         systemctl --no-pager status mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service

@@ -10,9 +10,12 @@
 #   sandbox.sh down         stop systemd and remove the sandbox
 #   sandbox.sh status       print the PID of the sandbox's systemd, or fail
 #
-# Needs root, util-linux unshare/nsenter and overlayfs. The sandbox shares the
-# host's network namespace, so a port bound inside is reachable on the host's
-# loopback; only one sandbox runs at a time per state directory.
+# Needs root, util-linux unshare/nsenter, iproute2 and overlayfs. By default
+# the sandbox has its own network namespace with only loopback; with
+# MXRC_SANDBOX_NETWORK=host it shares the host's, so that a port bound inside
+# is reachable on the host's loopback. One sandbox runs per state directory
+# (MXRC_SANDBOX_STATE, default /run/mxrc-sandbox); several can run side by
+# side with different state directories and private networks.
 #
 # Safety: systemd's tmpfiles step empties /tmp, so the sandbox's /tmp and /run
 # are fresh tmpfs mounts and the overlay's upper layer lives on a tmpfs that
@@ -26,7 +29,11 @@ SELF=$(readlink -f "${BASH_SOURCE[0]}")
 REPO=$(cd "$(dirname "$SELF")/../.." && pwd)
 INNER_PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 BOOT_TIMEOUT=${MXRC_SANDBOX_BOOT_TIMEOUT:-60}
-CGROUP_NAME=mxrc-sandbox
+# One cgroup per state directory, so that sandboxes with different states never share one.
+CGROUP_NAME=$(basename "$STATE")
+# "private" gives the sandbox its own network namespace with only loopback;
+# "host" shares the host's, so that ports bound inside are on the host.
+NETWORK=${MXRC_SANDBOX_NETWORK:-private}
 
 die() {
     echo "sandbox: $*" >&2
@@ -74,6 +81,7 @@ stage_init() {
     remove_host_units "$m"
     install_project "$src" "$m"
     hostname mxrc-sandbox
+    [ "$NETWORK" = host ] || ip link set lo up
     echo mxrc-sandbox >"$m/etc/hostname"
 
     mkdir -p "$m/.old-root"
@@ -96,7 +104,9 @@ stage_enter() {
         mkdir -p "$dir$rel/$CGROUP_NAME"
         echo $$ >"$dir$rel/$CGROUP_NAME/cgroup.procs"
     done < <(sandbox_cgroup_dirs)
-    exec unshare --cgroup --fork --pid --mount --uts --ipc --propagation private \
+    local net=()
+    [ "$NETWORK" = host ] || net=(--net)
+    exec unshare --cgroup "${net[@]}" --fork --pid --mount --uts --ipc --propagation private \
         "$SELF" __init "$@"
 }
 
@@ -192,6 +202,10 @@ install_project() {
         find "$src/units" -maxdepth 1 -type f \( -name '*.service' -o -name '*.target' \) \
             -exec install -m 0644 -t "$m/etc/systemd/system" {} +
     fi
+    # systemd-sysusers creates these accounts during boot.
+    if [ -d "$src/units/sysusers.d" ]; then
+        install -m 0644 -D -t "$m/etc/sysusers.d" "$src"/units/sysusers.d/*.conf
+    fi
 }
 
 cmd_up() {
@@ -201,6 +215,10 @@ cmd_up() {
     if pid=$(systemd_pid); then
         die "a sandbox is already running (systemd PID $pid); run '$0 down' first"
     fi
+    case "$NETWORK" in
+    private | host) ;;
+    *) die "invalid MXRC_SANDBOX_NETWORK '$NETWORK': expected private or host" ;;
+    esac
     mkdir -p "$STATE"
     rm -f "$STATE/pid"
 
@@ -228,7 +246,9 @@ cmd_up() {
         running | degraded) break ;;
         esac
         if [ $((SECONDS - start)) -ge "$BOOT_TIMEOUT" ]; then
-            die "systemd did not finish booting within ${BOOT_TIMEOUT}s (state '$state')"
+            kill -9 "$child" 2>/dev/null || true
+            rm -f "$STATE/pid"
+            die "systemd did not finish booting within ${BOOT_TIMEOUT}s (state '$state'); its namespaces were killed"
         fi
         sleep 0.1
     done
@@ -238,8 +258,9 @@ cmd_up() {
 cmd_run() {
     local pid
     pid=$(systemd_pid) || die "no sandbox is running; run '$0 up' first"
-    nsenter --target "$pid" --cgroup --mount --uts --ipc --pid --root --wd=/ \
-        env -i PATH="$INNER_PATH" HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 \
+    # --net enters the host's own namespace when the sandbox shares it.
+    nsenter --target "$pid" --cgroup --net --mount --uts --ipc --pid --root \
+        env -i -C / PATH="$INNER_PATH" HOME=/root TERM="${TERM:-dumb}" LANG=C.UTF-8 \
         SYSTEMD_PAGER=cat SYSTEMD_COLORS=0 MXRC_SRC=/mxrc "$@"
 }
 

@@ -17,7 +17,8 @@ log() {
 }
 
 # Polls CMD every 0.1 s until it succeeds or TIMEOUT seconds (fractions
-# allowed) have passed; returns 1 on timeout.
+# allowed) have passed; returns 1 on timeout. CMD runs anew each time, so
+# pass a function or `bash -c`, not an expanded "$(...)" value.
 wait_until() {
     local timeout=$1
     shift
@@ -35,6 +36,15 @@ unit_prop() {
 
 unit_is_running() {
     [ "$(unit_prop "$1" ActiveState)/$(unit_prop "$1" SubState)" = active/running ]
+}
+
+# Succeeds when every given unit is active. `systemctl is-active` with several
+# units succeeds when any one of them is.
+all_active() {
+    local unit
+    for unit in "$@"; do
+        systemctl is-active --quiet "$unit" || return 1
+    done
 }
 
 main_pid() {
@@ -55,6 +65,18 @@ metric_value() {
             print $NF
             exit
         }'
+}
+
+# Succeeds when metric_value NAME LABEL... prints EXPECTED.
+metric_is() {
+    local expected=$1
+    shift
+    [ "$(metric_value "$@")" = "$expected" ]
+}
+
+# Succeeds when systemd's PROPERTY of UNIT is greater than NUMBER.
+prop_greater() {
+    [ "$(unit_prop "$1" "$2")" -gt "$3" ]
 }
 
 # Prints the TID of the thread named NAME in process PID.

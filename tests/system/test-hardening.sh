@@ -5,12 +5,14 @@
 source "$(dirname "$0")/lib.sh"
 
 declare -A max_exposure=([mxrc-rt.service]=1.0 [mxrc-nonrt.service]=1.0 [mxrc-monitor.service]=1.5)
+# CAP_IPC_LOCK (bit 14) and CAP_SYS_NICE (bit 23) for mlockall and FIFO; none elsewhere.
+declare -A expected_caps=([mxrc-rt.service]=0000000000804000 [mxrc-nonrt.service]=0000000000000000 [mxrc-monitor.service]=0000000000000000)
 for unit in mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service; do
     pid=$(main_pid "$unit")
     uid=$(awk '/^Uid:/ { print $2 }' /proc/"$pid"/status)
     [ "$uid" -ne 0 ] || fail "$unit (PID $pid) runs as root"
     capeff=$(awk '/^CapEff:/ { print $2 }' /proc/"$pid"/status)
-    [ "$capeff" = 0000000000000000 ] || fail "$unit (PID $pid) has effective capabilities $capeff"
+    [ "$capeff" = "${expected_caps[$unit]}" ] || fail "$unit (PID $pid) has effective capabilities $capeff, expected ${expected_caps[$unit]}"
     [ "$(awk '/^Seccomp:/ { print $2 }' /proc/"$pid"/status)" = 2 ] || fail "$unit (PID $pid) runs without a seccomp filter"
     [ "$(awk '/^NoNewPrivs:/ { print $2 }' /proc/"$pid"/status)" = 1 ] || fail "$unit (PID $pid) may gain privileges"
 

@@ -17,20 +17,20 @@ done
 
 # A new unit whose RT worker exits at once must not stay installed.
 mkdir "$work/broken"
-cp "$MXRC_SRC"/units/* "$work/broken/"
+cp -r "$MXRC_SRC"/units/. "$work/broken/"
 sed -i 's|^ExecStart=.*|ExecStart=/bin/false|' "$work/broken/mxrc-rt.service"
 if "$installer" install --bin-dir "$release" --unit-dir "$work/broken" --timeout 6; then
     fail "installing a unit whose ExecStart is /bin/false reported success"
 fi
 grep -q '^ExecStart=/usr/local/bin/mxrc-rt' /etc/systemd/system/mxrc-rt.service ||
     fail "the broken unit is still installed after the automatic rollback: $(grep ^ExecStart= /etc/systemd/system/mxrc-rt.service)"
-wait_until 10 systemctl is-active --quiet mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service ||
+wait_until 10 all_active mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service ||
     fail "the services are not active after the automatic rollback"
 
 # A later manual rollback returns to the files that were there before the first install.
 "$installer" rollback --timeout 20 || fail "mxrc-install.sh rollback failed"
 [ "$(sha256sum /etc/systemd/system/mxrc-rt.service | cut -d' ' -f1)" = "$original" ] ||
     fail "mxrc-rt.service after rollback differs from the one installed before the test"
-systemctl is-active --quiet mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service ||
+all_active mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service ||
     fail "the services are not active after the manual rollback"
 rm -rf "$work"

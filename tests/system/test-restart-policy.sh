@@ -6,7 +6,10 @@ source "$(dirname "$0")/lib.sh"
 unit=mxrc-nonrt.service
 pid=$(main_pid "$unit")
 kill -SEGV "$pid"
-wait_until 5 bash -c "[ \"\$(systemctl show -p MainPID --value $unit)\" != $pid ] && systemctl is-active --quiet $unit" ||
+restarted() {
+    [ "$(main_pid "$unit")" != "$pid" ] && [ "$(main_pid "$unit")" != 0 ] && unit_is_running "$unit"
+}
+wait_until 5 restarted ||
     fail "$unit did not come back after SIGSEGV"
 # An automatic restart passes through activating/auto-restart, so the unit
 # leaves "active" at the crash and enters it again after the new start.
@@ -30,10 +33,13 @@ printf '[Service]\nExecStart=\nExecStart=/bin/false\n' >"/run/systemd/system/$un
 systemctl daemon-reload
 systemctl restart "$unit" || true
 
-wait_until 20 test "$(unit_prop "$unit" Result)" = start-limit-hit ||
+hit_start_limit() {
+    [ "$(unit_prop "$unit" Result)" = start-limit-hit ]
+}
+wait_until 20 hit_start_limit ||
     fail "$unit did not stop at the start limit (Result $(unit_prop "$unit" Result), NRestarts $(unit_prop "$unit" NRestarts))"
 [ "$(unit_prop "$unit" ActiveState)" = failed ] || fail "$unit is $(unit_prop "$unit" ActiveState) after the start limit, expected failed"
-wait_until 3 test "$(metric_value mxrc_unit_active_state "unit=\"$unit\"" 'state="failed"')" = 1 ||
+wait_until 3 metric_is 1 mxrc_unit_active_state "unit=\"$unit\"" 'state="failed"' ||
     fail "/metrics does not show $unit as failed"
-wait_until 3 test "$(metric_value mxrc_unit_result "unit=\"$unit\"" 'result="start-limit-hit"')" = 1 ||
+wait_until 3 metric_is 1 mxrc_unit_result "unit=\"$unit\"" 'result="start-limit-hit"' ||
     fail "/metrics does not show the start-limit-hit result of $unit"

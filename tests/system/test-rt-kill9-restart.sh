@@ -4,7 +4,10 @@
 source "$(dirname "$0")/lib.sh"
 
 unit=mxrc-rt.service
-wait_until 5 test -n "$(metric_value mxrc_unit_restarts_total "unit=\"$unit\"")" ||
+has_restarts_metric() {
+    [ -n "$(metric_value mxrc_unit_restarts_total "unit=\"$unit\"")" ]
+}
+wait_until 5 has_restarts_metric ||
     fail "/metrics has no mxrc_unit_restarts_total for $unit"
 before=$(metric_value mxrc_unit_restarts_total "unit=\"$unit\"")
 old_pid=$(main_pid "$unit")
@@ -12,7 +15,7 @@ restart_sec=$(( $(unit_prop "$unit" RestartUSec | sed 's/ms$//; s/s$//') ))
 
 kill -9 "$old_pid"
 expected=$((before + 1))
-wait_until $((restart_sec + 2)) test "$(metric_value mxrc_unit_restarts_total "unit=\"$unit\"")" = "$expected" ||
+wait_until $((restart_sec + 2)) metric_is "$expected" mxrc_unit_restarts_total "unit=\"$unit\"" ||
     fail "mxrc_unit_restarts_total for $unit is $(metric_value mxrc_unit_restarts_total "unit=\"$unit\""), expected $expected within $((restart_sec + 2)) s of kill -9"
 
 wait_until 5 unit_is_running "$unit" || fail "$unit did not return to active/running after kill -9"

@@ -10,7 +10,7 @@ since=$(date '+%Y-%m-%d %H:%M:%S')
 
 kill -STOP "$old_pid"
 # WatchdogSec (2 s) + TimeoutAbortSec (2 s) + RestartSec (1 s), with margin.
-wait_until 12 test "$(unit_prop "$unit" NRestarts)" -gt "$restarts" ||
+wait_until 12 prop_greater "$unit" NRestarts "$restarts" ||
     fail "$unit was not restarted within 12 s of SIGSTOP (NRestarts $(unit_prop "$unit" NRestarts))"
 wait_until 5 unit_is_running "$unit" || fail "$unit did not return to active/running"
 [ "$(main_pid "$unit")" != "$old_pid" ] || fail "$unit still has the stopped PID $old_pid"

@@ -5,13 +5,20 @@
 # under the same sandbox as the service.
 source "$(dirname "$0")/lib.sh"
 
-probe='import ctypes; libc = ctypes.CDLL(None, use_errno=True); r = libc.ptrace(0, 0, None, None); print(f"seccomp-probe ptrace={r} errno={ctypes.get_errno()}", flush=True)'
+probe=/run/mxrc-seccomp-probe.py
+cat >"$probe" <<'PYTHON'
+import ctypes
+libc = ctypes.CDLL(None, use_errno=True)
+result = libc.ptrace(0, 0, None, None)
+print(f"seccomp-probe ptrace={result} errno={ctypes.get_errno()}", flush=True)
+PYTHON
+chmod 0644 "$probe"
 
-unfiltered=$(python3 -c "$probe")
+unfiltered=$(python3 "$probe")
 [ "$unfiltered" = "seccomp-probe ptrace=0 errno=0" ] || fail "ptrace(PTRACE_TRACEME) outside the sandbox printed '$unfiltered'"
 
 cleanup() {
-    rm -rf /run/systemd/system/mxrc-*.service.d/50-seccomp-probe.conf
+    rm -rf /run/systemd/system/mxrc-*.service.d/50-seccomp-probe.conf "$probe"
     systemctl daemon-reload
     systemctl restart mxrc.target
 }
@@ -19,7 +26,7 @@ trap cleanup EXIT
 
 for unit in mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service; do
     mkdir -p "/run/systemd/system/$unit.d"
-    printf '[Service]\nExecStartPost=/usr/bin/python3 -c %q\n' "$probe" >"/run/systemd/system/$unit.d/50-seccomp-probe.conf"
+    printf '[Service]\nExecStartPost=/usr/bin/python3 %s\n' "$probe" >"/run/systemd/system/$unit.d/50-seccomp-probe.conf"
 done
 systemctl daemon-reload
 since=$(date '+%Y-%m-%d %H:%M:%S')
