@@ -28,13 +28,8 @@ pub struct RtSetupError {
 
 impl fmt::Display for RtSetupError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{} failed: {} ({})",
-            self.step,
-            self.errno.desc(),
-            self.errno
-        )?;
+        // Errno's Display is "ENOMEM: Out of memory".
+        write!(f, "{} failed: {}", self.step, self.errno)?;
         if !self.hint.is_empty() {
             write!(f, ": {}", self.hint)?;
         }
@@ -58,15 +53,36 @@ pub fn prefault_stack() {
 pub fn lock_memory() -> Result<(), RtSetupError> {
     mlockall(MlockAllFlags::MCL_CURRENT | MlockAllFlags::MCL_FUTURE).map_err(|errno| {
         let hint = match errno {
-            Errno::ENOMEM | Errno::EPERM => "LimitMEMLOCK= too low; set LimitMEMLOCK=infinity",
-            _ => "",
+            Errno::ENOMEM | Errno::EPERM => format!(
+                "LimitMEMLOCK= too low; set LimitMEMLOCK=infinity or grant CAP_IPC_LOCK \
+                 (RLIMIT_MEMLOCK is {})",
+                memlock_limit_text()
+            ),
+            _ => String::new(),
         };
         RtSetupError {
             step: "mlockall(MCL_CURRENT|MCL_FUTURE)",
             errno,
-            hint: hint.to_string(),
+            hint,
         }
     })
+}
+
+/// Returns the soft RLIMIT_MEMLOCK as text, e.g. "8388608 bytes" or "unlimited".
+fn memlock_limit_text() -> String {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: `limit` is a valid, writable rlimit.
+    if unsafe { libc::getrlimit(libc::RLIMIT_MEMLOCK, &mut limit) } != 0 {
+        return "unknown".to_string();
+    }
+    if limit.rlim_cur == libc::RLIM_INFINITY {
+        "unlimited".to_string()
+    } else {
+        format!("{} bytes", limit.rlim_cur)
+    }
 }
 
 /// Returns a kB field such as "VmLck" of /proc/self/status, if readable.
@@ -228,6 +244,11 @@ mod tests {
             hint: "LimitMEMLOCK= too low; set LimitMEMLOCK=infinity".into(),
         };
         let text = err.to_string();
+        assert_eq!(
+            text,
+            "mlockall(MCL_CURRENT|MCL_FUTURE) failed: ENOMEM: Out of memory: \
+             LimitMEMLOCK= too low; set LimitMEMLOCK=infinity"
+        );
         assert!(text.contains("ENOMEM"), "{text}");
         assert!(text.contains("LimitMEMLOCK=infinity"), "{text}");
     }
