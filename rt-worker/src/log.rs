@@ -5,10 +5,12 @@ use std::fs::File;
 use std::io::{self, Read, Write as _};
 use std::path::Path;
 use std::sync::Mutex;
+use std::time::Instant;
 
 use slog::{o, Drain, Level, Logger, OwnedKVList, Record, RecordStatic, KV};
 
 use crate::cli::{LogArgs, LogLevel, LogTarget};
+use crate::repeat::{RepeatCounter, Report};
 
 /// Value of the SERVICE field on every record.
 ///
@@ -24,6 +26,9 @@ pub struct TraceContext {
     pub trace_id: TraceId,
     /// Span of this process; the parent of every child span it opens.
     pub span_id: SpanId,
+    /// Parent span id of an accepted traceparent: the caller's span, which
+    /// root records carry as PARENT_SPAN_ID.
+    pub caller_span_id: Option<SpanId>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,10 +49,11 @@ impl fmt::Display for SpanId {
     }
 }
 
-/// Parses a W3C traceparent header value and returns its trace id.
+/// Parses a W3C traceparent header value and returns its trace id and
+/// parent span id.
 ///
 /// Only version 00 is accepted. All-zero trace or parent ids are invalid.
-pub fn parse_traceparent(value: &str) -> Result<TraceId, String> {
+pub fn parse_traceparent(value: &str) -> Result<(TraceId, SpanId), String> {
     let invalid = |reason: &str| {
         format!(
             "invalid traceparent {value:?}: {reason}; expected \
@@ -85,20 +91,24 @@ pub fn parse_traceparent(value: &str) -> Result<TraceId, String> {
     if parent_id == 0 {
         return Err(invalid("all-zero parent id"));
     }
-    Ok(TraceId(trace_id))
+    Ok((TraceId(trace_id), SpanId(parent_id)))
 }
 
 /// Builds the trace context from `--traceparent`, else env TRACEPARENT, else
 /// a random trace id; the process span id is always new.
 pub fn trace_context(flag: Option<&str>) -> Result<TraceContext, String> {
     let from_env = std::env::var("TRACEPARENT").ok();
-    let trace_id = match flag.or(from_env.as_deref()) {
-        Some(value) => parse_traceparent(value)?,
-        None => TraceId(random_nonzero_u128()?),
+    let (trace_id, caller_span_id) = match flag.or(from_env.as_deref()) {
+        Some(value) => {
+            let (trace_id, parent) = parse_traceparent(value)?;
+            (trace_id, Some(parent))
+        }
+        None => (TraceId(random_nonzero_u128()?), None),
     };
     Ok(TraceContext {
         trace_id,
         span_id: new_span_id()?,
+        caller_span_id,
     })
 }
 
@@ -166,15 +176,26 @@ pub fn build(args: &LogArgs, trace: TraceContext) -> Loggers {
             std::env::var_os("JOURNAL_STREAM").is_some() || Path::new(JOURNAL_SOCKET).exists()
         }
     };
-    let values = o!("SERVICE" => SERVICE, "TRACE_ID" => trace.trace_id.to_string());
+    let trace_id = trace.trace_id.to_string();
     let base = if use_journald {
-        let drain = SyslogPriority(slog_journald::JournaldDrain::default()).ignore_res();
+        let drain = JournaldWithFallback {
+            journald: SyslogPriority(slog_journald::JournaldDrain::default()),
+            stderr: StderrDrain,
+            failures: Mutex::new(RepeatCounter::default()),
+        };
+        // SYSLOG_IDENTIFIER is what `journalctl -t` matches.
+        let values = o!("SERVICE" => SERVICE, "SYSLOG_IDENTIFIER" => SERVICE,
+                        "TRACE_ID" => trace_id);
         Logger::root(slog::LevelFilter::new(drain, level).fuse(), values)
     } else {
-        let drain = StderrDrain(Mutex::new(()));
-        Logger::root(slog::LevelFilter::new(drain, level).fuse(), values)
+        let values = o!("SERVICE" => SERVICE, "TRACE_ID" => trace_id);
+        Logger::root(slog::LevelFilter::new(StderrDrain, level).fuse(), values)
     };
-    let root = base.new(o!("SPAN_ID" => trace.span_id.to_string()));
+    let span = trace.span_id.to_string();
+    let root = match trace.caller_span_id {
+        Some(caller) => base.new(o!("SPAN_ID" => span, "PARENT_SPAN_ID" => caller.to_string())),
+        None => base.new(o!("SPAN_ID" => span)),
+    };
     Loggers { base, root, trace }
 }
 
@@ -207,8 +228,55 @@ impl<D: Drain> Drain for SyslogPriority<D> {
     }
 }
 
+/// Sends records to journald and writes them to stderr when that fails.
+///
+/// The first failure is reported on stderr in full, repeats once a minute,
+/// and the first success after failures once.
+struct JournaldWithFallback<J> {
+    journald: J,
+    stderr: StderrDrain,
+    failures: Mutex<RepeatCounter>,
+}
+
+impl<J: Drain> Drain for JournaldWithFallback<J>
+where
+    J::Err: fmt::Display,
+{
+    type Ok = ();
+    type Err = io::Error;
+
+    fn log(&self, record: &Record<'_>, values: &OwnedKVList) -> io::Result<()> {
+        let result = self.journald.log(record, values);
+        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+        let error = match result {
+            Ok(_) => {
+                if let Some(count) = failures.record_success() {
+                    write_stderr(&format!(
+                        "INFO journald send works again after {count} failures"
+                    ))?;
+                }
+                return Ok(());
+            }
+            Err(error) => error,
+        };
+        match failures.record_error(Instant::now()) {
+            Report::First => write_stderr(&format!(
+                "ERRO journald send failed, writing records to stderr; repeats are \
+                 summarised once a minute ERROR={error}"
+            ))?,
+            Report::Summary { count, elapsed } => write_stderr(&format!(
+                "ERRO journald send failed {count} more times in the last {} s ERROR={error}",
+                elapsed.as_secs()
+            ))?,
+            Report::Suppressed => {}
+        }
+        drop(failures);
+        self.stderr.log(record, values)
+    }
+}
+
 /// Writes one line per record to stderr: `LEVEL message KEY=value ...`.
-struct StderrDrain(Mutex<()>);
+struct StderrDrain;
 
 impl Drain for StderrDrain {
     type Ok = ();
@@ -220,10 +288,17 @@ impl Drain for StderrDrain {
         // Record values first so that they are easy to spot; logger values follow.
         let _ = record.kv().serialize(record, &mut fields);
         let _ = values.serialize(record, &mut fields);
-        line.push('\n');
-        let _guard = self.0.lock().unwrap_or_else(|e| e.into_inner());
-        io::stderr().lock().write_all(line.as_bytes())
+        write_stderr(&line)
     }
+}
+
+/// Writes `line` and a newline to stderr in one call, so that lines of
+/// different threads do not interleave.
+fn write_stderr(line: &str) -> io::Result<()> {
+    let mut buf = String::with_capacity(line.len() + 1);
+    buf.push_str(line);
+    buf.push('\n');
+    io::stderr().lock().write_all(buf.as_bytes())
 }
 
 struct LineSerializer<'a>(&'a mut String);
@@ -243,8 +318,9 @@ mod tests {
 
     #[test]
     fn traceparent_valid_returns_trace_id() {
-        let id = parse_traceparent(VALID).unwrap();
-        assert_eq!(id.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        let (trace, parent) = parse_traceparent(VALID).unwrap();
+        assert_eq!(trace.to_string(), "4bf92f3577b34da6a3ce929d0e0e4736");
+        assert_eq!(parent.to_string(), "00f067aa0ba902b7");
     }
 
     #[test]
@@ -284,6 +360,7 @@ mod tests {
         let b = trace_context(Some(VALID)).unwrap();
         assert_eq!(a.trace_id, b.trace_id);
         assert_ne!(a.span_id, b.span_id);
+        assert_eq!(a.caller_span_id, Some(SpanId(0x00f067aa0ba902b7)));
         assert_ne!(a.span_id.0, 0x00f067aa0ba902b7);
     }
 

@@ -58,6 +58,17 @@
 //! - `log_dropped`: loop log records lost to a full ring.
 //! - `degraded`: 1 when a real-time setup step failed under `--rt-policy degraded`.
 //!
+//! # Logging
+//! Records go to journald (with a stderr fallback when a send fails) or to
+//! stderr, see `--log.target`. Each carries SERVICE=mxrc-rt, TRACE_ID and
+//! SPAN_ID. Root records use the process span, with PARENT_SPAN_ID = the
+//! caller's span when a traceparent was given. The log thread writes loop
+//! events under the span of the current statistics window, with
+//! PARENT_SPAN_ID = the process span. It writes at most 10 overrun records a
+//! minute and summarises the rest in one record. Failed sd_notify sends,
+//! ring drops and journald send failures are logged in full once, then
+//! summarised at most once a minute, and the recovery is logged once.
+//!
 //! # Watchdog
 //! When systemd sets WATCHDOG_USEC, the watchdog thread checks every half of
 //! that interval and sends WATCHDOG=1 only if the cycle counter advanced and
@@ -86,12 +97,15 @@ mod bench;
 mod cli;
 mod histogram;
 mod log;
+mod notify;
+mod repeat;
 mod ring;
 mod rtloop;
 mod service;
 mod setup;
 mod signals;
 mod stats;
+mod status;
 mod watchdog;
 
 use std::process::ExitCode;

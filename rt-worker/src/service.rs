@@ -1,5 +1,4 @@
-//! The service run: startup sequence, STATUS publication, signal handling
-//! and shutdown.
+//! The service run: startup sequence, signal handling and shutdown.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
@@ -7,13 +6,14 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 use sd_notify::NotifyState;
-use slog::{debug, error, info, warn, Logger};
+use slog::{error, info, warn};
 
 use crate::cli::RtArgs;
-use crate::log::{new_span_id, Loggers};
+use crate::log::Loggers;
+use crate::notify::Notifier;
 use crate::ring::logrec::{self, LogThreadContext, RING_CAPACITY};
 use crate::rtloop::{self, LoopShared, StartError};
-use crate::stats::{Status, StatusReader};
+use crate::status::{new_span_or_zero, StatusPublisher};
 use crate::{setup, signals, watchdog};
 
 /// Exit code of a clean stop.
@@ -28,7 +28,8 @@ pub fn run(args: &RtArgs, loggers: &Loggers) -> i32 {
     let log = &loggers.root;
     info!(log, "starting";
           "VERSION" => env!("CARGO_PKG_VERSION"), "PERIOD_US" => args.period_us,
-          "SCHED_PRIORITY" => args.priority, "RT_POLICY" => format!("{:?}", args.rt_policy).to_lowercase(),
+          "SCHED_PRIORITY" => args.priority,
+          "RT_POLICY" => format!("{:?}", args.rt_policy).to_lowercase(),
           "OVERRUN_LIMIT" => args.overrun_limit, "FAULT_INJECTION" => args.fault_injection);
     if let Err(e) = signals::block_handled() {
         error!(log, "failed to block signals"; "ERROR" => e.desc());
@@ -40,16 +41,14 @@ pub fn run(args: &RtArgs, loggers: &Loggers) -> i32 {
     let (sender, consumer) = logrec::channel(RING_CAPACITY, shared.stats.log_dropped.clone());
     info!(log, "buffers allocated and pre-faulted";
           "RING_CAPACITY" => RING_CAPACITY, "HISTOGRAM_BUCKETS" => crate::histogram::BUCKETS);
-    let window_span = Arc::new(AtomicU64::new(span_or_zero(log)));
+    let window_span = Arc::new(AtomicU64::new(new_span_or_zero(log)));
     let log_stop = Arc::new(AtomicBool::new(false));
-    let log_thread = match logrec::spawn_log_thread(
-        consumer,
-        LogThreadContext {
-            loggers: loggers.clone(),
-            window_span: window_span.clone(),
-            stop: log_stop.clone(),
-        },
-    ) {
+    let log_context = LogThreadContext {
+        loggers: loggers.clone(),
+        window_span: window_span.clone(),
+        stop: log_stop.clone(),
+    };
+    let log_thread = match logrec::spawn_log_thread(consumer, log_context) {
         Ok(handle) => handle,
         Err(e) => {
             error!(log, "failed to spawn the log thread"; "ERROR" => e.to_string());
@@ -60,47 +59,20 @@ pub fn run(args: &RtArgs, loggers: &Loggers) -> i32 {
     let running = match rtloop::start(args, shared.clone(), sender, log) {
         Ok(running) => running,
         Err(err) => {
-            let (text, code) = match err {
-                StartError::RtSetup(e) => (e.to_string(), EXIT_RT_SETUP),
-                StartError::Other(text) => (text, EXIT_FAILURE),
-            };
-            error!(log, "startup failed: {}", text; "EXIT_CODE" => code);
-            notify(
-                log,
-                &[NotifyState::Status(&format!("startup failed: {text}"))],
-            );
+            let code = report_start_error(err, loggers);
             log_stop.store(true, Relaxed);
             let _ = log_thread.join();
             return code;
         }
     };
 
-    let mut reader = StatusReader::new();
-    let status = reader.next_window(&shared.stats);
-    let status_text = status.to_string();
-    notify(
-        log,
-        &[NotifyState::Ready, NotifyState::Status(&status_text)],
-    );
-    info!(log, "ready: sent READY=1"; "DEGRADED" => status.degraded);
+    let mut publisher = StatusPublisher::new(loggers, &shared.stats, &window_span);
+    publisher.send_ready();
+    let watchdog = spawn_watchdog(args, &shared, loggers);
 
-    let watchdog = match watchdog::spawn(
-        shared.clone(),
-        args.overrun_limit,
-        Duration::from_micros(args.period_us),
-        log.clone(),
-    ) {
-        Ok(w) => w,
-        Err(e) => {
-            error!(log, "failed to spawn the watchdog thread; systemd will kill the service \
-                         if WatchdogSec= is set"; "ERROR" => e.to_string());
-            None
-        }
-    };
+    let exit_signal = wait_for_stop(args, &shared, &mut publisher, loggers);
 
-    let exit_signal = wait_for_stop(args, &shared, &mut reader, &window_span, loggers);
-
-    notify(log, &[NotifyState::Stopping]);
+    publisher.send_stopping();
     info!(log, "stopping: sent STOPPING=1"; "SIGNAL" => exit_signal.as_str());
     let stop_started = Instant::now();
     shared.stop.store(true, Relaxed);
@@ -112,25 +84,53 @@ pub fn run(args: &RtArgs, loggers: &Loggers) -> i32 {
     }
     log_stop.store(true, Relaxed);
     let _ = log_thread.join();
-    let final_status = reader.next_window(&shared.stats);
-    info!(log, "stopped"; "CYCLES" => final_status.cycles, "OVERRUNS" => final_status.overruns,
-          "LAT_MAX_US" => final_status.lat_max_us, "LOG_DROPPED" => final_status.log_dropped,
+    let last = publisher.final_status();
+    info!(log, "stopped"; "CYCLES" => last.cycles, "OVERRUNS" => last.overruns,
+          "LAT_MAX_US" => last.lat_max_us, "LOG_DROPPED" => last.log_dropped,
           "SHUTDOWN_MS" => stop_started.elapsed().as_millis() as u64);
     EXIT_OK
 }
 
-/// Waits for SIGTERM/SIGINT while publishing STATUS every interval.
+/// Logs a startup failure, puts it into STATUS= and returns the exit code.
+fn report_start_error(err: StartError, loggers: &Loggers) -> i32 {
+    let (text, code) = match err {
+        StartError::RtSetup(e) => (e.to_string(), EXIT_RT_SETUP),
+        StartError::Other(text) => (text, EXIT_FAILURE),
+    };
+    error!(loggers.root, "startup failed: {}", text; "EXIT_CODE" => code);
+    let status = format!("startup failed: {text}");
+    Notifier::default().send(&loggers.root, &[NotifyState::Status(&status)]);
+    code
+}
+
+fn spawn_watchdog(
+    args: &RtArgs,
+    shared: &Arc<LoopShared>,
+    loggers: &Loggers,
+) -> Option<watchdog::Watchdog> {
+    let period = Duration::from_micros(args.period_us);
+    let log = loggers.root.clone();
+    match watchdog::spawn(shared.clone(), args.overrun_limit, period, log) {
+        Ok(watchdog) => watchdog,
+        Err(e) => {
+            error!(loggers.root, "failed to spawn the watchdog thread; systemd will kill \
+                                  the service if WatchdogSec= is set";
+                   "ERROR" => e.to_string());
+            None
+        }
+    }
+}
+
+/// Waits for SIGTERM or SIGINT while publishing STATUS= every interval.
 fn wait_for_stop(
     args: &RtArgs,
     shared: &LoopShared,
-    reader: &mut StatusReader,
-    window_span: &AtomicU64,
+    publisher: &mut StatusPublisher,
     loggers: &Loggers,
 ) -> Signal {
     let log = &loggers.root;
     let interval = Duration::from_millis(args.status_interval_ms);
     let mut next_status = Instant::now() + interval;
-    let mut last_dropped = 0;
     loop {
         let timeout = next_status.saturating_duration_since(Instant::now());
         match signals::wait(timeout) {
@@ -152,66 +152,14 @@ fn wait_for_stop(
                 std::thread::sleep(Duration::from_millis(100));
             }
         }
+
         if Instant::now() >= next_status {
-            let status = reader.next_window(&shared.stats);
-            publish_window(
-                loggers,
-                window_span,
-                &status,
-                reader.window_samples(),
-                &mut last_dropped,
-            );
+            publisher.publish_window();
             next_status += interval;
             // After a long suspension, skip missed publications instead of bursting.
             if next_status < Instant::now() {
                 next_status = Instant::now() + interval;
             }
-        }
-    }
-}
-
-/// Sends STATUS=, logs the closed window at debug under its own span and
-/// opens a new window span.
-fn publish_window(
-    loggers: &Loggers,
-    window_span: &AtomicU64,
-    status: &Status,
-    samples: u64,
-    last_dropped: &mut u64,
-) {
-    let text = status.to_string();
-    notify(&loggers.root, &[NotifyState::Status(&text)]);
-    let span = crate::log::SpanId(window_span.load(Relaxed));
-    let window_log = loggers.child_span(span);
-    debug!(window_log, "statistics window closed"; "STATUS" => &text, "SAMPLES" => samples,
-           "WIN_LAT_P99_US" => status.win_lat_p99_us, "WIN_LAT_MAX_US" => status.win_lat_max_us);
-    if status.log_dropped > *last_dropped {
-        warn!(window_log, "log ring full: records from the loop thread were dropped";
-              "DROPPED_IN_WINDOW" => status.log_dropped - *last_dropped,
-              "DROPPED_TOTAL" => status.log_dropped);
-        *last_dropped = status.log_dropped;
-    }
-    window_span.store(span_or_zero(&loggers.root), Relaxed);
-}
-
-fn span_or_zero(log: &Logger) -> u64 {
-    match new_span_id() {
-        Ok(span) => span.0,
-        Err(e) => {
-            warn!(log, "failed to create a span id"; "ERROR" => e);
-            0
-        }
-    }
-}
-
-/// Sends a notification to systemd. A failure is not fatal; the first one
-/// and then every 100th are logged with the running count.
-fn notify(log: &Logger, state: &[NotifyState]) {
-    static FAILURES: AtomicU64 = AtomicU64::new(0);
-    if let Err(e) = sd_notify::notify(state) {
-        let failures = FAILURES.fetch_add(1, Relaxed) + 1;
-        if failures % 100 == 1 {
-            warn!(log, "sd_notify failed"; "ERROR" => e.to_string(), "FAILURES" => failures);
         }
     }
 }

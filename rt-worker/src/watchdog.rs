@@ -6,8 +6,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
+use sd_notify::NotifyState;
 use slog::{error, info, warn, Logger};
 
+use crate::notify::Notifier;
 use crate::rtloop::LoopShared;
 
 /// Name (thread comm) of the watchdog thread.
@@ -91,7 +93,7 @@ fn run(shared: &LoopShared, limit: u64, interval: Duration, stop: &AtomicBool, l
     let mut last_cycles = shared.stats.cycles.load(Relaxed);
     let mut last_progress = Instant::now();
     let mut unhealthy = false;
-    let mut notify_failures = 0u64;
+    let mut notifier = Notifier::default();
     let mut next_check = Instant::now() + interval;
     loop {
         // park_timeout may return early (spurious wakeup or unpark), and an
@@ -125,14 +127,7 @@ fn run(shared: &LoopShared, limit: u64, interval: Duration, stop: &AtomicBool, l
                 info!(log, "loop healthy again; resuming WATCHDOG=1"; "CYCLE" => cycles);
                 unhealthy = false;
             }
-            if let Err(e) = sd_notify::notify(&[sd_notify::NotifyState::Watchdog]) {
-                notify_failures += 1;
-                // Log the first failure and then every 100th, not every ping.
-                if notify_failures % 100 == 1 {
-                    error!(log, "failed to send WATCHDOG=1";
-                           "ERROR" => e.to_string(), "FAILURES" => notify_failures);
-                }
-            }
+            notifier.send(log, &[NotifyState::Watchdog]);
             continue;
         }
         if !unhealthy {

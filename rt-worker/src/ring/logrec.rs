@@ -4,7 +4,7 @@
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::thread::{self, JoinHandle};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rtrb::{Consumer, Producer, RingBuffer};
 use slog::{debug, error, info, warn, Logger};
@@ -95,41 +95,44 @@ pub struct LogThreadContext {
     pub stop: Arc<AtomicBool>,
 }
 
-/// Overrun records (streak start and end) written per statistics window.
-/// Later ones in the same window are counted and summarised in one line when
-/// the window closes, so a loop that overruns constantly does not flood the
-/// journal.
-pub const OVERRUN_RECORDS_PER_WINDOW: u64 = 10;
+/// Overrun records (streak start and end) written per [`BUDGET_PERIOD`].
+/// Later ones are counted and summarised in one record when the period ends,
+/// so a loop that overruns constantly writes at most this many records and
+/// one summary a minute.
+pub const OVERRUN_RECORDS_PER_PERIOD: u64 = 10;
 
-/// Per-window budget for overrun records.
+/// Length of one overrun record budget.
+pub const BUDGET_PERIOD: Duration = Duration::from_secs(60);
+
+/// Budget for overrun records; the period starts at the first record.
 #[derive(Debug, Default)]
-pub struct WindowBudget {
-    span: u64,
+pub struct RecordBudget {
+    period_start: Option<Instant>,
     written: u64,
     suppressed: u64,
 }
 
-impl WindowBudget {
-    /// Starts a new budget if `span` is a new window and returns the previous
-    /// window's span and suppressed count when records were suppressed there.
-    pub fn roll(&mut self, span: u64) -> Option<(u64, u64)> {
-        if span == self.span {
+impl RecordBudget {
+    /// Ends the period if it is over at `now`, and returns the number of
+    /// records it suppressed if there were any.
+    pub fn roll(&mut self, now: Instant) -> Option<u64> {
+        let start = self.period_start?;
+        if now.saturating_duration_since(start) < BUDGET_PERIOD {
             return None;
         }
-        let previous = std::mem::replace(
-            self,
-            WindowBudget {
-                span,
-                ..Default::default()
-            },
-        );
-        (previous.suppressed > 0).then_some((previous.span, previous.suppressed))
+        let suppressed = self.suppressed;
+        *self = Self::default();
+        (suppressed > 0).then_some(suppressed)
     }
 
-    /// Returns whether `event` may be written in the current window, and
-    /// counts it as written or suppressed. Stall records are always written.
-    pub fn admit(&mut self, event: &Event) -> bool {
-        if matches!(event, Event::StallInjected) || self.written < OVERRUN_RECORDS_PER_WINDOW {
+    /// Returns whether `event` may be written, and counts it as written or
+    /// suppressed. Stall records are always written.
+    pub fn admit(&mut self, event: &Event, now: Instant) -> bool {
+        if matches!(event, Event::StallInjected) {
+            return true;
+        }
+        self.period_start.get_or_insert(now);
+        if self.written < OVERRUN_RECORDS_PER_PERIOD {
             self.written += 1;
             true
         } else {
@@ -138,16 +141,16 @@ impl WindowBudget {
         }
     }
 
-    /// Returns the current window's suppressed count and resets it.
-    pub fn take_suppressed(&mut self) -> Option<(u64, u64)> {
+    /// Returns the suppressed count of the current period and resets it.
+    pub fn take_suppressed(&mut self) -> Option<u64> {
         let suppressed = std::mem::take(&mut self.suppressed);
-        (suppressed > 0).then_some((self.span, suppressed))
+        (suppressed > 0).then_some(suppressed)
     }
 }
 
 /// Spawns "mxrc-rt-log", which pops records every [`DRAIN_INTERVAL`] and
 /// writes them with SPAN_ID = the current statistics window span, at most
-/// [`OVERRUN_RECORDS_PER_WINDOW`] overrun records per window.
+/// [`OVERRUN_RECORDS_PER_PERIOD`] overrun records per [`BUDGET_PERIOD`].
 pub fn spawn_log_thread(
     mut consumer: Consumer<LogRecord>,
     ctx: LogThreadContext,
@@ -156,23 +159,25 @@ pub fn spawn_log_thread(
         .name("mxrc-rt-log".into())
         .spawn(move || {
             crate::setup::reset_to_sched_other(&ctx.loggers.root, "mxrc-rt-log");
-            let mut budget = WindowBudget::default();
+            let mut budget = RecordBudget::default();
             loop {
                 // Read the flag before draining, so that records pushed before
                 // the flag was set are still written.
                 let stopping = ctx.stop.load(Relaxed);
-                let span = ctx.window_span.load(Relaxed);
-                if let Some(summary) = budget.roll(span) {
-                    log_suppressed(&ctx.loggers, summary);
+                let window_log = ctx
+                    .loggers
+                    .child_span(SpanId(ctx.window_span.load(Relaxed)));
+                if let Some(suppressed) = budget.roll(Instant::now()) {
+                    log_suppressed(&window_log, suppressed);
                 }
                 while let Ok(record) = consumer.pop() {
-                    if budget.admit(&record.event) {
-                        write_record(&ctx.loggers.child_span(SpanId(span)), &record);
+                    if budget.admit(&record.event, Instant::now()) {
+                        write_record(&window_log, &record);
                     }
                 }
                 if stopping {
-                    if let Some(summary) = budget.take_suppressed() {
-                        log_suppressed(&ctx.loggers, summary);
+                    if let Some(suppressed) = budget.take_suppressed() {
+                        log_suppressed(&window_log, suppressed);
                     }
                     debug!(ctx.loggers.root, "log thread drained the ring and stops");
                     return;
@@ -182,11 +187,11 @@ pub fn spawn_log_thread(
         })
 }
 
-fn log_suppressed(loggers: &Loggers, (span, suppressed): (u64, u64)) {
-    warn!(loggers.child_span(SpanId(span)),
-          "{} more loop overrun records in this statistics window were not logged", suppressed;
+fn log_suppressed(log: &Logger, suppressed: u64) {
+    warn!(log, "{} more loop overrun records were not logged in the last {} s",
+          suppressed, BUDGET_PERIOD.as_secs();
           "EVENT" => "overrun_suppressed", "SUPPRESSED" => suppressed,
-          "LIMIT_PER_WINDOW" => OVERRUN_RECORDS_PER_WINDOW);
+          "LIMIT_PER_PERIOD" => OVERRUN_RECORDS_PER_PERIOD);
 }
 
 /// Writes one record with its fields as journald fields.
@@ -288,29 +293,45 @@ mod tests {
 
     #[test]
     fn budget_suppresses_overruns_beyond_limit() {
-        let mut budget = WindowBudget::default();
-        assert_eq!(budget.roll(7), None);
+        let start = Instant::now();
+        let mut budget = RecordBudget::default();
         let overrun = Event::OverrunStart { lateness_ns: 1 };
-        let admitted = (0..15).filter(|_| budget.admit(&overrun)).count() as u64;
-        assert_eq!(admitted, OVERRUN_RECORDS_PER_WINDOW);
-        assert!(budget.admit(&Event::StallInjected));
-        assert_eq!(budget.roll(7), None);
-        assert_eq!(budget.roll(8), Some((7, 15 - OVERRUN_RECORDS_PER_WINDOW)));
-        assert!(budget.admit(&overrun));
+        let admitted = (0..15).filter(|_| budget.admit(&overrun, start)).count() as u64;
+        assert_eq!(admitted, OVERRUN_RECORDS_PER_PERIOD);
+        assert!(budget.admit(&Event::StallInjected, start));
+        assert_eq!(budget.roll(start + Duration::from_secs(59)), None);
+        let end = start + BUDGET_PERIOD;
+        assert_eq!(budget.roll(end), Some(15 - OVERRUN_RECORDS_PER_PERIOD));
+        assert!(budget.admit(&overrun, end));
+    }
+
+    #[test]
+    fn budget_roll_without_records_is_quiet() {
+        let mut budget = RecordBudget::default();
+        assert_eq!(budget.roll(Instant::now()), None);
+        let start = Instant::now();
+        budget.admit(
+            &Event::OverrunEnd {
+                streak: 1,
+                missed: 1,
+            },
+            start,
+        );
+        assert_eq!(budget.roll(start + BUDGET_PERIOD), None);
     }
 
     #[test]
     fn budget_take_suppressed_resets_count() {
-        let mut budget = WindowBudget::default();
-        budget.roll(3);
+        let start = Instant::now();
+        let mut budget = RecordBudget::default();
         let overrun = Event::OverrunEnd {
             streak: 2,
             missed: 2,
         };
-        for _ in 0..OVERRUN_RECORDS_PER_WINDOW + 2 {
-            budget.admit(&overrun);
+        for _ in 0..OVERRUN_RECORDS_PER_PERIOD + 2 {
+            budget.admit(&overrun, start);
         }
-        assert_eq!(budget.take_suppressed(), Some((3, 2)));
+        assert_eq!(budget.take_suppressed(), Some(2));
         assert_eq!(budget.take_suppressed(), None);
     }
 
