@@ -38,36 +38,37 @@ pub enum Command {
 #[derive(Debug, Clone, Args)]
 pub struct RtArgs {
     /// SCHED_FIFO priority of the loop thread (1..=99).
-    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=99))]
+    #[arg(global = true, long, default_value_t = 80, value_parser = clap::value_parser!(u8).range(1..=99))]
     pub priority: u8,
 
     /// Loop period in microseconds (at least 50; 1000 is 1 kHz).
-    #[arg(long = "period-us", default_value_t = 1000, value_parser = parse_period_us)]
+    #[arg(global = true, long = "period-us", default_value_t = 1000, value_parser = parse_period_us)]
     pub period_us: u64,
 
     /// CPUs for the loop thread, e.g. "2-3,5". Default: the process's current
     /// affinity mask (set by the unit's CPUAffinity=).
-    #[arg(long, value_parser = parse_cpu_list)]
+    #[arg(global = true, long, value_parser = parse_cpu_list)]
     pub cpus: Option<CpuList>,
 
     /// Reaction to a failed mlockall, SCHED_FIFO or CPU affinity: "strict" exits
     /// with code 3, "degraded" warns, continues and reports degraded=1 in STATUS.
-    #[arg(long = "rt-policy", value_enum, default_value_t = RtPolicy::Strict)]
+    #[arg(global = true, long = "rt-policy", value_enum, default_value_t = RtPolicy::Strict)]
     pub rt_policy: RtPolicy,
 
-    /// Interval between STATUS= publications to systemd, in milliseconds.
-    #[arg(long = "status-interval-ms", default_value_t = 2000,
+    /// Interval between STATUS= publications to systemd, in milliseconds
+    /// (100..=3600000).
+    #[arg(global = true, long = "status-interval-ms", default_value_t = 2000,
           value_parser = clap::value_parser!(u64).range(100..=3_600_000))]
     pub status_interval_ms: u64,
 
     /// Consecutive overrun cycles after which the watchdog stops sending WATCHDOG=1.
-    #[arg(long = "overrun-limit", default_value_t = 100,
+    #[arg(global = true, long = "overrun-limit", default_value_t = 100,
           value_parser = clap::value_parser!(u64).range(1..))]
     pub overrun_limit: u64,
 
-    /// Let SIGUSR1 stall the loop thread forever, so that the systemd watchdog
-    /// kills the service. For testing only.
-    #[arg(long = "fault-injection")]
+    /// Let SIGUSR1 stop the loop thread's cycles until the process stops, so
+    /// that the systemd watchdog kills the service. For testing only.
+    #[arg(global = true, long = "fault-injection")]
     pub fault_injection: bool,
 }
 
@@ -76,16 +77,16 @@ pub struct RtArgs {
 pub struct LogArgs {
     /// Log destination: "auto" picks journald when JOURNAL_STREAM is set or
     /// /run/systemd/journal/socket exists, else stderr.
-    #[arg(long = "log.target", value_enum, default_value_t = LogTarget::Auto)]
+    #[arg(global = true, long = "log.target", value_enum, default_value_t = LogTarget::Auto)]
     pub target: LogTarget,
 
     /// Minimum level of records written to the log.
-    #[arg(long = "log.level", value_enum, default_value_t = LogLevel::Info)]
+    #[arg(global = true, long = "log.level", value_enum, default_value_t = LogLevel::Info)]
     pub level: LogLevel,
 
     /// W3C traceparent ("00-<32 hex>-<16 hex>-<2 hex>") whose trace id this
     /// process joins. Default: env TRACEPARENT, else a new random trace id.
-    #[arg(long)]
+    #[arg(global = true, long)]
     pub traceparent: Option<String>,
 }
 
@@ -273,6 +274,30 @@ mod tests {
     fn cli_priority_out_of_range_rejected() {
         assert!(Cli::try_parse_from(["mxrc-rt", "--priority", "0"]).is_err());
         assert!(Cli::try_parse_from(["mxrc-rt", "--priority", "100"]).is_err());
+    }
+
+    #[test]
+    fn cli_options_accepted_after_bench() {
+        let cli = Cli::try_parse_from([
+            "mxrc-rt",
+            "bench",
+            "--duration-s",
+            "2",
+            "--priority",
+            "70",
+            "--cpus",
+            "1",
+            "--log.level",
+            "warn",
+        ])
+        .unwrap();
+        assert_eq!(cli.rt.priority, 70);
+        assert_eq!(cli.rt.cpus, Some(CpuList(vec![1])));
+        assert_eq!(cli.log.level, LogLevel::Warn);
+        let Some(Command::Bench(bench)) = cli.command else {
+            panic!("bench subcommand not parsed");
+        };
+        assert_eq!(bench.duration_s, Some(2));
     }
 
     #[test]
