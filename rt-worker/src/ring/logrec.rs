@@ -69,6 +69,11 @@ impl RecordSender {
             self.dropped.fetch_add(1, Relaxed);
         }
     }
+
+    /// Returns true if a push now would drop the record.
+    pub fn is_full(&self) -> bool {
+        self.producer.is_full()
+    }
 }
 
 /// Creates the ring and touches every slot once so that its pages are
