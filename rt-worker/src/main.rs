@@ -41,9 +41,9 @@
 //!   blocks.
 //! - Statistics are atomics written by the loop thread alone and read with
 //!   Relaxed loads, so a STATUS line may mix values of adjacent cycles.
-//! - Page faults after startup are still possible for memory mapped by code
-//!   outside this crate that was never touched; mlockall with MCL_FUTURE
-//!   populates new mappings when they are created.
+//! - mlockall with MCL_FUTURE also locks and populates mappings created
+//!   later, such as the stacks of the log and watchdog threads. VmLck in the
+//!   startup log counts reserved malloc arenas too, so it is far above VmRSS.
 //!
 //! # STATUS= keys
 //! Published every `--status-interval-ms` as space-separated `key=value` with
