@@ -33,7 +33,8 @@ for unit in mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service; do
     count=$(grep -c . <<<"$records" || true)
     [ "$count" -gt 0 ] || fail "$unit wrote no records of its own to the journal in invocation $invocation"
 
-    missing=$(jq -r 'select(.MESSAGE == null or .PRIORITY == null or .SERVICE == null or .TRACE_ID == null or .SPAN_ID == null) | .MESSAGE' <<<"$records" | head -n 3)
+    # jq -s and slicing instead of `| head`, which would end jq with SIGPIPE under pipefail.
+    missing=$(jq -r -s 'map(select(.MESSAGE == null or .PRIORITY == null or .SERVICE == null or .TRACE_ID == null or .SPAN_ID == null)) | .[:3][] | .MESSAGE' <<<"$records")
     [ -z "$missing" ] || fail "$unit has records without MESSAGE, PRIORITY, SERVICE, TRACE_ID or SPAN_ID: $missing"
 
     services=$(jq -r .SERVICE <<<"$records" | sort -u | paste -sd,)
@@ -42,13 +43,13 @@ for unit in mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service; do
     traces=$(jq -r .TRACE_ID <<<"$records" | sort -u | paste -sd,)
     [ "$traces" = "$trace_id" ] || fail "$unit records carry TRACE_ID=$traces, expected the TRACEPARENT's $trace_id"
 
-    bad_spans=$(jq -r '.SPAN_ID' <<<"$records" | grep -Ev '^[0-9a-f]{16}$' | head -n 3 || true)
+    bad_spans=$(jq -r -s 'map(.SPAN_ID | select(test("^[0-9a-f]{16}$") | not)) | .[:3][]' <<<"$records")
     [ -z "$bad_spans" ] || fail "$unit has SPAN_ID values that are not 16 hex digits: $bad_spans"
     jq -r .SPAN_ID <<<"$records" | grep -qvx "$parent_span" || fail "$unit reuses the caller's span id instead of its own"
 
-    start=$(jq -c 'select(.PRIORITY == "6")' <<<"$records" | head -n 1)
+    start=$(jq -c -s 'map(select(.PRIORITY == "6")) | first // empty' <<<"$records")
     [ -n "$start" ] || fail "$unit logged no info record (PRIORITY 6) at start"
-    own_fields=$(jq -r 'keys[]' <<<"$start" | grep -Ev "$standard" | paste -sd' ')
+    own_fields=$(jq -r 'keys[]' <<<"$start" | { grep -Ev "$standard" || true; } | paste -sd' ')
     [ -n "$own_fields" ] || fail "$unit's start record has no key-value fields of its own: $start"
     log "$unit: $count records, start record fields: $own_fields"
 done
