@@ -7,9 +7,11 @@
 //!   in the push figures. The producer waits, untimed, while the ring is full
 //!   (`full_waits` counts those spins), so every timed push stores a record
 //!   and `dropped` stays 0.
-//! - `notify_ns p50=.. p99=.. max=.. n=..`: one `sd_notify::notify(WATCHDOG=1)`
-//!   to a unix datagram socket that the benchmark binds in /tmp and points
-//!   NOTIFY_SOCKET at.
+//! - `notify_ns p50=.. p99=.. max=.. n=..`: one WATCHDOG=1 through the
+//!   connected socket that the watchdog thread keeps (`WatchdogSocket`), to a
+//!   unix datagram socket that the benchmark binds in /tmp.
+//! - `notify_oneshot_ns ...`: the same through `sd_notify::notify`, which
+//!   opens and closes a socket per call, with NOTIFY_SOCKET pointed at it.
 //! - with `--duration-s N`, only `latency_us p50=.. p99=.. max=.. min=.. avg=..
 //!   cycles=.. overruns=.. degraded=0|1`: the real loop with the usual RT setup.
 //!   Percentiles are histogram bucket upper bounds (1 µs buckets below 1024 µs),
@@ -27,6 +29,7 @@ use slog::{error, info};
 use crate::cli::{BenchArgs, RtArgs};
 use crate::histogram::Snapshot;
 use crate::log::Loggers;
+use crate::notify::WatchdogSocket;
 use crate::ring::logrec::{self, Event, LogRecord, RING_CAPACITY};
 use crate::rtloop::{self, now_ns, LoopShared, StartError};
 use crate::service::{EXIT_FAILURE, EXIT_OK, EXIT_RT_SETUP};
@@ -134,15 +137,11 @@ fn bench_notify(n: u64) -> Result<(), String> {
     let previous = std::env::var_os("NOTIFY_SOCKET");
     // The only other thread is the receiver, which does not read the environment.
     std::env::set_var("NOTIFY_SOCKET", &path);
-    let mut samples = vec![0u64; n as usize];
-    let mut failures = 0u64;
-    for slot in samples.iter_mut() {
-        let start = now_ns();
-        if sd_notify::notify(&[NotifyState::Watchdog]).is_err() {
-            failures += 1;
-        }
-        *slot = now_ns() - start;
-    }
+    let mut socket = WatchdogSocket::connect(path.as_os_str())
+        .map_err(|e| format!("failed to connect to {}: {e}", path.display()))?;
+    let (connected, connected_failures) = time_calls(n, || socket.ping().is_ok());
+    let (oneshot, oneshot_failures) =
+        time_calls(n, || sd_notify::notify(&[NotifyState::Watchdog]).is_ok());
     match previous {
         Some(value) => std::env::set_var("NOTIFY_SOCKET", value),
         None => std::env::remove_var("NOTIFY_SOCKET"),
@@ -152,17 +151,35 @@ fn bench_notify(n: u64) -> Result<(), String> {
     let _ = receiver.join();
     let _ = std::fs::remove_file(&path);
 
-    samples.sort_unstable();
-    println!(
-        "notify_ns p50={} p99={} max={} failures={} received={} n={}",
-        percentile(&samples, 0.5),
-        percentile(&samples, 0.99),
-        samples.last().copied().unwrap_or(0),
-        failures,
-        received.load(Relaxed),
-        n
-    );
+    for (name, samples, failures) in [
+        ("notify_ns", connected, connected_failures),
+        ("notify_oneshot_ns", oneshot, oneshot_failures),
+    ] {
+        println!(
+            "{name} p50={} p99={} max={} failures={failures} n={n}",
+            percentile(&samples, 0.5),
+            percentile(&samples, 0.99),
+            samples.last().copied().unwrap_or(0),
+        );
+    }
+    println!("notify_received={} of {}", received.load(Relaxed), 2 * n);
     Ok(())
+}
+
+/// Times `n` calls of `call`; returns the sorted durations in nanoseconds
+/// and the number of calls that returned false.
+fn time_calls(n: u64, mut call: impl FnMut() -> bool) -> (Vec<u64>, u64) {
+    let mut samples = vec![0u64; n as usize];
+    let mut failures = 0u64;
+    for slot in samples.iter_mut() {
+        let start = now_ns();
+        if !call() {
+            failures += 1;
+        }
+        *slot = now_ns() - start;
+    }
+    samples.sort_unstable();
+    (samples, failures)
 }
 
 fn bench_loop(rt: &RtArgs, seconds: u64, loggers: &Loggers) -> i32 {

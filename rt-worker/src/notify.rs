@@ -1,5 +1,10 @@
 //! sd_notify sending with repeated failures counted instead of logged each time.
 
+use std::ffi::OsStr;
+use std::io;
+use std::os::linux::net::SocketAddrExt;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::{SocketAddr, UnixDatagram};
 use std::time::Instant;
 
 use sd_notify::NotifyState;
@@ -39,6 +44,47 @@ impl Notifier {
     }
 }
 
+/// A datagram socket connected once to NOTIFY_SOCKET, so that a WATCHDOG=1
+/// costs one send(2) instead of the socket, connect, send and close that
+/// `sd_notify::notify` makes on every call.
+pub struct WatchdogSocket {
+    path: Box<OsStr>,
+    socket: UnixDatagram,
+}
+
+impl WatchdogSocket {
+    /// Connects to NOTIFY_SOCKET; returns `None` when it is unset.
+    pub fn from_env() -> io::Result<Option<Self>> {
+        match std::env::var_os("NOTIFY_SOCKET") {
+            Some(path) => Self::connect(&path).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Connects to a socket path, or to an abstract name written as "@name".
+    pub fn connect(path: &OsStr) -> io::Result<Self> {
+        let socket = UnixDatagram::unbound()?;
+        match path.as_bytes().strip_prefix(b"@") {
+            Some(name) => socket.connect_addr(&SocketAddr::from_abstract_name(name)?)?,
+            None => socket.connect(path)?,
+        }
+        Ok(Self {
+            path: path.into(),
+            socket,
+        })
+    }
+
+    /// Sends WATCHDOG=1. When the send fails, for example because systemd
+    /// bound its socket anew, it reconnects once and sends again.
+    pub fn ping(&mut self) -> io::Result<()> {
+        if self.socket.send(b"WATCHDOG=1").is_ok() {
+            return Ok(());
+        }
+        *self = Self::connect(&self.path)?;
+        self.socket.send(b"WATCHDOG=1").map(|_| ())
+    }
+}
+
 /// Returns the variable names of a notification, e.g. "READY STATUS".
 fn state_names(state: &[NotifyState]) -> String {
     let names: Vec<String> = state
@@ -54,6 +100,47 @@ fn state_names(state: &[NotifyState]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn watchdog_socket_sends_to_path() {
+        let dir = std::env::temp_dir().join(format!("mxrc-rt-notify-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("notify.sock");
+        let _ = std::fs::remove_file(&path);
+        let receiver = UnixDatagram::bind(&path).unwrap();
+
+        let mut socket = WatchdogSocket::connect(path.as_os_str()).unwrap();
+        socket.ping().unwrap();
+        socket.ping().unwrap();
+
+        let mut buf = [0u8; 64];
+        let n = receiver.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"WATCHDOG=1");
+        let n = receiver.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"WATCHDOG=1");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn watchdog_socket_sends_to_abstract_name() {
+        let name = format!("mxrc-rt-notify-test-{}", std::process::id());
+        let receiver =
+            UnixDatagram::bind_addr(&SocketAddr::from_abstract_name(name.as_bytes()).unwrap())
+                .unwrap();
+
+        let mut socket = WatchdogSocket::connect(OsStr::new(&format!("@{name}"))).unwrap();
+        socket.ping().unwrap();
+
+        let mut buf = [0u8; 64];
+        let n = receiver.recv(&mut buf).unwrap();
+        assert_eq!(&buf[..n], b"WATCHDOG=1");
+    }
+
+    #[test]
+    fn watchdog_socket_missing_path_is_error() {
+        let missing = OsStr::new("/nonexistent/mxrc-rt/notify.sock");
+        assert!(WatchdogSocket::connect(missing).is_err());
+    }
 
     #[test]
     fn state_names_without_values() {

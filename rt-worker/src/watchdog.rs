@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use sd_notify::NotifyState;
 use slog::{error, info, warn, Logger};
 
-use crate::notify::Notifier;
+use crate::notify::{Notifier, WatchdogSocket};
 use crate::rtloop::LoopShared;
 
 /// Name (thread comm) of the watchdog thread.
@@ -94,6 +94,9 @@ fn run(shared: &LoopShared, limit: u64, interval: Duration, stop: &AtomicBool, l
     let mut last_progress = Instant::now();
     let mut unhealthy = false;
     let mut notifier = Notifier::default();
+    // A failed connect leaves None, and every ping then goes through the
+    // notifier, which logs the error.
+    let mut socket = WatchdogSocket::from_env().ok().flatten();
     let mut next_check = Instant::now() + interval;
     loop {
         // park_timeout may return early (spurious wakeup or unpark), and an
@@ -127,7 +130,9 @@ fn run(shared: &LoopShared, limit: u64, interval: Duration, stop: &AtomicBool, l
                 info!(log, "loop healthy again; resuming WATCHDOG=1"; "CYCLE" => cycles);
                 unhealthy = false;
             }
-            notifier.send(log, &[NotifyState::Watchdog]);
+            if !socket.as_mut().is_some_and(|s| s.ping().is_ok()) {
+                notifier.send(log, &[NotifyState::Watchdog]);
+            }
             continue;
         }
         if !unhealthy {
