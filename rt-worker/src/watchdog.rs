@@ -130,7 +130,7 @@ fn run(shared: &LoopShared, limit: u64, interval: Duration, stop: &AtomicBool, l
                 info!(log, "loop healthy again; resuming WATCHDOG=1"; "CYCLE" => cycles);
                 unhealthy = false;
             }
-            if !socket.as_mut().is_some_and(|s| s.ping().is_ok()) {
+            if socket.as_mut().is_none_or(|s| s.ping().is_err()) {
                 notifier.send(log, &[NotifyState::Watchdog]);
             }
             continue;
