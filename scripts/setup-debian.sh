@@ -5,21 +5,24 @@
 # not installed again, so a second run is quick.
 set -euo pipefail
 
-# Command -> Debian package that provides it.
+# Program -> Debian package that provides it. The paths are absolute because
+# the sandbox runs them with a plain PATH, whatever the host's PATH holds.
 declare -A PACKAGES=(
-    [unshare]=util-linux
-    [nsenter]=util-linux
+    [/usr/bin/unshare]=util-linux
+    [/usr/bin/nsenter]=util-linux
+    [/usr/bin/chrt]=util-linux
+    [/usr/bin/taskset]=util-linux
     [/lib/systemd/systemd]=systemd
-    [curl]=curl
-    [jq]=jq
-    [chrt]=util-linux
-    [promtool]=prometheus
-    [prometheus]=prometheus
-    [prometheus-node-exporter]=prometheus-node-exporter
-    [cyclictest]=rt-tests
-    [stress-ng]=stress-ng
-    [python3]=python3
-    [gcc]=gcc
+    [/usr/sbin/ip]=iproute2
+    [/usr/bin/curl]=curl
+    [/usr/bin/jq]=jq
+    [/usr/bin/python3]=python3
+    [/usr/bin/promtool]=prometheus
+    [/usr/bin/prometheus]=prometheus
+    [/usr/bin/prometheus-node-exporter]=prometheus-node-exporter
+    [/usr/bin/cyclictest]=rt-tests
+    [/usr/bin/stress-ng]=stress-ng
+    [/usr/bin/gcc]=gcc
 )
 
 if [ "$(id -u)" -ne 0 ]; then
@@ -28,13 +31,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 missing=()
-for cmd in "${!PACKAGES[@]}"; do
-    if [[ $cmd == /* ]]; then
-        [ -x "$cmd" ] && continue
-    elif command -v "$cmd" >/dev/null 2>&1 || [ -x "/usr/bin/$cmd" ] || [ -x "/usr/sbin/$cmd" ]; then
-        continue
-    fi
-    missing+=("${PACKAGES[$cmd]}")
+for program in "${!PACKAGES[@]}"; do
+    [ -x "$program" ] || missing+=("${PACKAGES[$program]}")
 done
 
 if [ ${#missing[@]} -gt 0 ]; then
