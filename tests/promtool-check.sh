@@ -187,5 +187,12 @@ done
 check "dashboard structure grafana/mxrc-dashboard.json" check_dashboard_structure
 check "dashboard queries parse" check_dashboard_queries
 
+# The exporter's golden exposition (exporter/tests/golden/metrics.txt) must
+# satisfy promtool's naming and format lint.
+check_golden_metrics() {
+    promtool check metrics <exporter/tests/golden/metrics.txt
+}
+check "exporter golden metrics pass promtool check metrics" check_golden_metrics
+
 echo "promtool: $passed passed, $failed failed"
 [ "$failed" -eq 0 ]
