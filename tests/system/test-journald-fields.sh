@@ -21,6 +21,9 @@ for unit in mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service; do
     mkdir -p "/run/systemd/system/$unit.d"
     printf '[Service]\nEnvironment=TRACEPARENT=%s\n' "$traceparent" >"/run/systemd/system/$unit.d/50-traceparent.conf"
 done
+# At debug level the exporter logs each poll in a child span of its own.
+monitor_exec=$(grep '^ExecStart=' /etc/systemd/system/mxrc-monitor.service)
+printf 'ExecStart=\n%s --log.level debug\n' "$monitor_exec" >>/run/systemd/system/mxrc-monitor.service.d/50-traceparent.conf
 systemctl daemon-reload
 systemctl restart mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service
 sleep 2
@@ -53,3 +56,18 @@ for unit in mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service; do
     [ -n "$own_fields" ] || fail "$unit's start record has no key-value fields of its own: $start"
     log "$unit: $count records, start record fields: $own_fields"
 done
+
+# Child spans: each poll of the exporter has its own SPAN_ID and the process
+# span as PARENT_SPAN_ID; the process span has the caller's span as parent.
+invocation=$(unit_prop mxrc-monitor.service InvocationID)
+records=$(journalctl "_SYSTEMD_INVOCATION_ID=$invocation" -o json | jq -c 'select(._COMM == "mxrc-monitor")')
+process_span=$(jq -r -s 'map(select(.MESSAGE == "started")) | first | .SPAN_ID // empty' <<<"$records")
+[ -n "$process_span" ] || fail "mxrc-monitor logged no 'started' record"
+[ "$(jq -r -s 'map(select(.MESSAGE == "started")) | first | .PARENT_SPAN_ID' <<<"$records")" = "$parent_span" ] ||
+    fail "mxrc-monitor's process span does not name the caller's span $parent_span as its parent"
+polls=$(jq -c -s --arg p "$process_span" 'map(select(.PARENT_SPAN_ID == $p))' <<<"$records")
+poll_count=$(jq length <<<"$polls")
+[ "$poll_count" -ge 2 ] || fail "mxrc-monitor logged $poll_count records in child spans of $process_span, expected one per poll"
+[ "$(jq '[.[].SPAN_ID] | unique | length' <<<"$polls")" = "$poll_count" ] ||
+    fail "mxrc-monitor's poll records share span ids: $(jq -c '[.[].SPAN_ID]' <<<"$polls")"
+log "mxrc-monitor: $poll_count poll records, each in its own child span of $process_span"
