@@ -12,6 +12,10 @@
 //!   unix datagram socket that the benchmark binds in /tmp.
 //! - `notify_oneshot_ns ...`: the same through `sd_notify::notify`, which
 //!   opens and closes a socket per call, with NOTIFY_SOCKET pointed at it.
+//! - with `--log-probes N`, only `log_probes sent=.. dropped=.. trace_id=..`:
+//!   N probe records pushed 1 ms apart through the ring and the log thread,
+//!   each with its push time as MONOTONIC_NS (CLOCK_MONOTONIC, the clock of
+//!   journald's __MONOTONIC_TIMESTAMP).
 //! - with `--duration-s N`, only `latency_us p50=.. p99=.. max=.. min=.. avg=..
 //!   cycles=.. overruns=.. degraded=0|1`: the real loop with the usual RT setup.
 //!   Percentiles are histogram bucket upper bounds (1 µs buckets below 1024 µs),
@@ -30,14 +34,18 @@ use crate::cli::{BenchArgs, RtArgs};
 use crate::histogram::Snapshot;
 use crate::log::Loggers;
 use crate::notify::WatchdogSocket;
-use crate::ring::logrec::{self, Event, LogRecord, RING_CAPACITY};
+use crate::ring::logrec::{self, Event, LogRecord, LogThreadContext, RING_CAPACITY};
 use crate::rtloop::{self, now_ns, LoopShared, StartError};
 use crate::service::{EXIT_FAILURE, EXIT_OK, EXIT_RT_SETUP};
+use crate::status::new_span_or_zero;
 
 /// Runs the benchmarks selected by `bench` and returns the exit code.
 pub fn run(rt: &RtArgs, bench: &BenchArgs, loggers: &Loggers) -> i32 {
     if let Some(seconds) = bench.duration_s {
         return bench_loop(rt, seconds, loggers);
+    }
+    if let Some(probes) = bench.log_probes {
+        return bench_log_probes(probes, loggers);
     }
     bench_push(bench.pushes);
     match bench_notify(bench.notify_calls) {
@@ -47,6 +55,41 @@ pub fn run(rt: &RtArgs, bench: &BenchArgs, loggers: &Loggers) -> i32 {
             EXIT_FAILURE
         }
     }
+}
+
+/// Pushes `n` probe records 1 ms apart through the same ring and log thread
+/// as the service, waits until the thread has written them, and prints the
+/// trace id that finds them in the journal.
+fn bench_log_probes(n: u64, loggers: &Loggers) -> i32 {
+    let dropped = Arc::new(AtomicU64::new(0));
+    let (mut sender, consumer) = logrec::channel(RING_CAPACITY, dropped.clone());
+    let stop = Arc::new(AtomicBool::new(false));
+    let context = LogThreadContext {
+        loggers: loggers.clone(),
+        window_span: Arc::new(AtomicU64::new(new_span_or_zero(&loggers.root))),
+        stop: stop.clone(),
+    };
+    let log_thread = match logrec::spawn_log_thread(consumer, context) {
+        Ok(handle) => handle,
+        Err(e) => {
+            error!(loggers.root, "failed to spawn the log thread"; "ERROR" => e.to_string());
+            return EXIT_FAILURE;
+        }
+    };
+
+    for seq in 0..n {
+        sender.send(LogRecord::new(now_ns(), seq, Event::Probe { seq }));
+        thread::sleep(Duration::from_millis(1));
+    }
+    stop.store(true, Relaxed);
+    let _ = log_thread.join();
+
+    println!(
+        "log_probes sent={n} dropped={} trace_id={}",
+        dropped.load(Relaxed),
+        loggers.trace.trace_id
+    );
+    EXIT_OK
 }
 
 /// Returns the value at quantile `q` of sorted samples.

@@ -66,6 +66,15 @@ pub struct RtArgs {
           value_parser = clap::value_parser!(u64).range(1..))]
     pub overrun_limit: u64,
 
+    /// CPU wakeup latency limit in microseconds, requested from the kernel's
+    /// PM QoS through /dev/cpu_dma_latency and held until exit. 0 keeps idle
+    /// CPUs out of every sleep state except polling. Default: no request.
+    /// Opening the device needs root, so it fails for an unprivileged unit
+    /// user; --rt-policy decides what happens then.
+    #[arg(global = true, long = "cpu-dma-latency-us",
+          value_parser = clap::value_parser!(u32).range(0..=2_000_000_000))]
+    pub cpu_dma_latency_us: Option<u32>,
+
     /// Let SIGUSR1 stop the loop thread's cycles until the process stops, so
     /// that the systemd watchdog kills the service. For testing only.
     #[arg(global = true, long = "fault-injection")]
@@ -107,6 +116,13 @@ pub struct BenchArgs {
     /// notify benchmarks.
     #[arg(long = "duration-s", value_parser = clap::value_parser!(u64).range(1..=86_400))]
     pub duration_s: Option<u64>,
+
+    /// Push this many latency probe records, 1 ms apart, through the ring and
+    /// the log thread to the log target, print one "log_probes .." line and
+    /// exit, instead of the other benchmarks. Each record carries its push
+    /// time as MONOTONIC_NS, to compare with journald's __MONOTONIC_TIMESTAMP.
+    #[arg(long = "log-probes", value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    pub log_probes: Option<u64>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -265,6 +281,7 @@ mod tests {
         assert_eq!(cli.rt.rt_policy, RtPolicy::Strict);
         assert_eq!(cli.rt.status_interval_ms, 2000);
         assert!(!cli.rt.fault_injection);
+        assert_eq!(cli.rt.cpu_dma_latency_us, None);
         assert_eq!(cli.log.target, LogTarget::Auto);
         assert_eq!(cli.log.level, LogLevel::Info);
         assert!(cli.command.is_none());
@@ -298,6 +315,14 @@ mod tests {
             panic!("bench subcommand not parsed");
         };
         assert_eq!(bench.duration_s, Some(2));
+    }
+
+    #[test]
+    fn cli_cpu_dma_latency_parses() {
+        let cli = Cli::try_parse_from(["mxrc-rt", "--cpu-dma-latency-us", "0"]).unwrap();
+        assert_eq!(cli.rt.cpu_dma_latency_us, Some(0));
+        assert!(Cli::try_parse_from(["mxrc-rt", "--cpu-dma-latency-us", "-1"]).is_err());
+        assert!(Cli::try_parse_from(["mxrc-rt", "--cpu-dma-latency-us", "1us"]).is_err());
     }
 
     #[test]
