@@ -1,5 +1,6 @@
 //! The real-time loop thread "mxrc-rt-loop" and its startup sequence.
 
+use std::fs::File;
 use std::sync::atomic::{AtomicBool, Ordering::Relaxed};
 use std::sync::mpsc;
 use std::sync::Arc;
@@ -35,6 +36,9 @@ pub struct LoopShared {
 /// A started loop thread.
 pub struct RunningLoop {
     pub handle: JoinHandle<()>,
+    /// The /dev/cpu_dma_latency request of --cpu-dma-latency-us, held open
+    /// because the kernel drops the request when the file is closed.
+    pub _cpu_latency_request: Option<File>,
 }
 
 /// Reason the loop could not start.
@@ -48,7 +52,7 @@ pub enum StartError {
 
 /// Runs the startup sequence and returns once the loop has completed its
 /// first cycle: pre-fault buffers and the loop stack, mlockall, SCHED_FIFO and
-/// affinity for the loop thread. With --rt-policy degraded a failed RT step
+/// affinity for the loop thread, and the PM QoS request of --cpu-dma-latency-us. With --rt-policy degraded a failed RT step
 /// is logged, sets `stats.degraded` and startup continues.
 pub fn start(
     args: &RtArgs,
@@ -82,21 +86,26 @@ pub fn start(
         let _ = go_tx.send(false);
         err
     };
-    apply_rt_setup(args, tid, &shared.stats, log).map_err(|e| abort(StartError::RtSetup(e)))?;
+    let cpu_latency_request =
+        apply_rt_setup(args, tid, &shared.stats, log).map_err(|e| abort(StartError::RtSetup(e)))?;
     let _ = go_tx.send(true);
     let timeout = Duration::from_micros(args.period_us) + FIRST_CYCLE_MARGIN;
     wait_first_cycle(&shared.stats, timeout).map_err(StartError::Other)?;
     info!(log, "loop running"; "PERIOD_US" => args.period_us);
-    Ok(RunningLoop { handle })
+    Ok(RunningLoop {
+        handle,
+        _cpu_latency_request: cpu_latency_request,
+    })
 }
 
-/// Applies mlockall, SCHED_FIFO and affinity, honouring --rt-policy.
+/// Applies mlockall, SCHED_FIFO, affinity and the PM QoS request, honouring
+/// --rt-policy. Returns the open PM QoS request, if one was made.
 fn apply_rt_setup(
     args: &RtArgs,
     tid: Pid,
     stats: &LoopStats,
     log: &Logger,
-) -> Result<(), RtSetupError> {
+) -> Result<Option<File>, RtSetupError> {
     let check = |result: Result<(), RtSetupError>| -> Result<(), RtSetupError> {
         match (result, args.rt_policy) {
             (Ok(()), _) => Ok(()),
@@ -136,7 +145,18 @@ fn apply_rt_setup(
             Err(e) => warn!(log, "failed to read the CPU affinity"; "ERROR" => e.desc()),
         },
     }
-    Ok(())
+
+    let Some(latency_us) = args.cpu_dma_latency_us else {
+        return Ok(None);
+    };
+    match setup::request_cpu_latency(latency_us) {
+        Ok(file) => {
+            info!(log, "CPU wakeup latency limit requested";
+                  "PATH" => setup::CPU_DMA_LATENCY_PATH, "CPU_DMA_LATENCY_US" => latency_us);
+            Ok(Some(file))
+        }
+        Err(e) => check(Err(e)).map(|()| None),
+    }
 }
 
 fn log_scheduler(log: &Logger, tid: Pid) {
