@@ -22,6 +22,7 @@ declare -A PACKAGES=(
     [/usr/bin/prometheus-node-exporter]=prometheus-node-exporter
     [/usr/bin/cyclictest]=rt-tests
     [/usr/bin/stress-ng]=stress-ng
+    [/usr/bin/wrk]=wrk
     [/usr/bin/gcc]=gcc
 )
 
