@@ -7,9 +7,11 @@
 //! loop thread starts and touches 256 KiB of its stack. Then
 //! `mlockall(MCL_CURRENT|MCL_FUTURE)` runs, and the loop thread gets SCHED_FIFO
 //! at `--priority` and the CPUs of `--cpus`. READY=1 is sent after the loop has
-//! completed its first cycle. If mlockall, SCHED_FIFO or the affinity fails,
-//! `--rt-policy strict` exits with code 3 and `--rt-policy degraded` logs a
-//! warning, continues and reports `degraded=1`.
+//! completed its first cycle. With `--cpu-dma-latency-us N` the process also
+//! writes N to /dev/cpu_dma_latency and keeps the file open, which limits
+//! how deeply idle CPUs sleep. If mlockall, SCHED_FIFO, the affinity or that
+//! request fails, `--rt-policy strict` exits with code 3 and
+//! `--rt-policy degraded` logs a warning, continues and reports `degraded=1`.
 //!
 //! # Threads
 //! | comm           | policy                     | work                                   |
