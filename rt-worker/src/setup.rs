@@ -4,6 +4,7 @@
 use std::fmt;
 use std::fs::File;
 use std::io::Write;
+use std::path::Path;
 
 use nix::errno::Errno;
 use nix::libc;
@@ -207,6 +208,12 @@ pub const CPU_DMA_LATENCY_PATH: &str = "/dev/cpu_dma_latency";
 /// cpuidle state (on a KVM guest with the haltpoll driver: HLT), idle CPUs
 /// poll instead of entering that state, which shortens wakeups and costs power.
 pub fn request_cpu_latency(latency_us: u32) -> Result<File, RtSetupError> {
+    write_latency_request(Path::new(CPU_DMA_LATENCY_PATH), latency_us)
+}
+
+/// Opens `path` for writing and writes `latency_us` in the format of
+/// /dev/cpu_dma_latency.
+fn write_latency_request(path: &Path, latency_us: u32) -> Result<File, RtSetupError> {
     let fail = |err: std::io::Error| RtSetupError {
         step: "PM QoS request on /dev/cpu_dma_latency",
         errno: Errno::from_raw(err.raw_os_error().unwrap_or(libc::EIO)),
@@ -222,10 +229,7 @@ pub fn request_cpu_latency(latency_us: u32) -> Result<File, RtSetupError> {
             _ => String::new(),
         },
     };
-    let mut file = File::options()
-        .write(true)
-        .open(CPU_DMA_LATENCY_PATH)
-        .map_err(fail)?;
+    let mut file = File::options().write(true).open(path).map_err(fail)?;
     // The device takes the limit as a native-endian 32-bit integer.
     let value = i32::try_from(latency_us).unwrap_or(i32::MAX);
     file.write_all(&value.to_ne_bytes()).map_err(fail)?;
@@ -271,6 +275,27 @@ mod tests {
     fn proc_status_field_is_read() {
         assert!(proc_status_kib("VmRSS").unwrap() > 0);
         assert_eq!(proc_status_kib("VmNoSuchField"), None);
+    }
+
+    #[test]
+    fn latency_request_writes_native_i32() {
+        let path =
+            std::env::temp_dir().join(format!("mxrc-rt-latency-request-{}", std::process::id()));
+        std::fs::write(&path, b"").unwrap();
+        let file = write_latency_request(&path, 25).unwrap();
+        drop(file);
+        let written = std::fs::read(&path).unwrap();
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(written, 25i32.to_ne_bytes());
+    }
+
+    #[test]
+    fn latency_request_missing_device_names_fix() {
+        let path = Path::new("/nonexistent/mxrc-rt/cpu_dma_latency");
+        let err = write_latency_request(path, 0).unwrap_err();
+        assert_eq!(err.errno, Errno::ENOENT);
+        assert!(err.to_string().contains("no PM QoS device"), "{err}");
+        assert!(err.to_string().contains("--cpu-dma-latency-us"), "{err}");
     }
 
     #[test]
