@@ -46,7 +46,7 @@ echo
 echo "/metrics is served at $URL; first scrape:"
 curl -fsS --max-time 2 "$URL" | grep -E '^mxrc_(unit_active_state\{.*state="active"|unit_restarts_total|monitor_poll)'
 echo
-echo "Inside the sandbox: sudo MXRC_SANDBOX_STATE=$MXRC_SANDBOX_STATE $SANDBOX run systemctl status mxrc.target"
+echo "Inside the sandbox: sudo MXRC_SANDBOX_STATE=$MXRC_SANDBOX_STATE $PWD/$SANDBOX run systemctl status mxrc.target"
 echo "Press Ctrl-C to stop."
 while "$SANDBOX" status >/dev/null 2>&1; do
     sleep 1

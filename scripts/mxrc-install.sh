@@ -12,9 +12,13 @@
 #   mxrc-install.sh status
 #       Lists the backups and the state of the services.
 #
-# Defaults: binaries from target/release and units from units/ of this
-# repository. Backups go to $MXRC_BACKUP_DIR (default /var/lib/mxrc/backup),
-# one folder per install, newest last; the last 5 are kept.
+# --bin-dir and --unit-dir name where the files are copied from; the
+# defaults are target/release and units/ of this repository. They are
+# installed to $MXRC_PREFIX (default /usr/local/bin), $MXRC_SYSTEMD_DIR
+# (default /etc/systemd/system) and $MXRC_SYSUSERS_DIR (default
+# /etc/sysusers.d). Backups go to $MXRC_BACKUP_DIR (default
+# /var/lib/mxrc/backup), one folder per install, newest last; the last 5
+# are kept.
 set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
@@ -39,8 +43,7 @@ die() {
 }
 
 usage() {
-    sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'
-    exit 2
+    sed -n '2,/^[^#]/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'
 }
 
 parse_flags() {
@@ -138,6 +141,19 @@ restart_and_wait() {
     return 1
 }
 
+# Succeeds when BACKUP holds no unit, i.e. nothing was installed before it.
+backup_is_empty() {
+    [ ! -e "$1/units/mxrc.target" ]
+}
+
+# Returns to the state of an empty backup: the services stopped and the
+# MXRC binaries and units removed.
+remove_everything() {
+    systemctl stop mxrc.target "${SERVICES[@]}" 2>/dev/null || true
+    put_files "$1/bin" "$1/units"
+    systemctl reset-failed "${SERVICES[@]}" mxrc.target 2>/dev/null || true
+}
+
 cmd_install() {
     parse_flags "$@"
     check_sources
@@ -149,6 +165,10 @@ cmd_install() {
         return 0
     fi
     say "the new version did not become active within ${TIMEOUT}s; rolling back to $backup"
+    if backup_is_empty "$backup"; then
+        remove_everything "$backup"
+        die "install failed; nothing was installed before, so the MXRC units and binaries were removed again"
+    fi
     put_files "$backup/bin" "$backup/units"
     if restart_and_wait; then
         die "install failed and was rolled back to $backup; the previous version is running"
@@ -163,6 +183,12 @@ cmd_rollback() {
     [ -n "$backup" ] || die "no backup in $BACKUP_ROOT; nothing to roll back to"
     backup=${backup%/}
     say "rolling back to $backup"
+    if backup_is_empty "$backup"; then
+        remove_everything "$backup"
+        rm -rf "$backup"
+        say "nothing was installed before that backup; the MXRC units and binaries are removed"
+        return 0
+    fi
     put_files "$backup/bin" "$backup/units"
     rm -rf "$backup"
     restart_and_wait || die "the rolled-back version did not become active within ${TIMEOUT}s"
@@ -174,11 +200,19 @@ cmd_status() {
     systemctl --no-pager list-units 'mxrc*' || true
 }
 
+case "${1:-}" in
+-h | --help | help)
+    usage
+    exit 0
+    ;;
+esac
 [ "$(id -u)" -eq 0 ] || die "must run as root, because it writes to $PREFIX and $SYSTEMD_DIR and restarts services"
 case "${1:-}" in
 install) shift; cmd_install "$@" ;;
 rollback) shift; cmd_rollback "$@" ;;
 status) cmd_status ;;
--h | --help | help) usage ;;
-*) usage ;;
+*)
+    usage >&2
+    exit 2
+    ;;
 esac

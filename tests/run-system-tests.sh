@@ -12,6 +12,9 @@ set -euo pipefail
 
 REPO=$(cd "$(dirname "$0")/.." && pwd)
 SANDBOX=$REPO/tests/sandbox/sandbox.sh
+# A state directory of its own, so that the run neither uses nor stops a
+# sandbox that someone started by hand with the default one.
+export MXRC_SANDBOX_STATE=${MXRC_SANDBOX_STATE:-/run/mxrc-sandbox-test}
 TEST_TIMEOUT=${MXRC_TEST_TIMEOUT:-240}
 
 if [ "$(id -u)" -ne 0 ]; then

@@ -33,4 +33,21 @@ wait_until 10 all_active mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service
     fail "mxrc-rt.service after rollback differs from the one installed before the test"
 all_active mxrc-rt.service mxrc-nonrt.service mxrc-monitor.service ||
     fail "the services are not active after the manual rollback"
+
+# From a host with nothing installed, a rollback after the first install
+# removes the units and binaries again instead of waiting for services
+# that cannot start.
+export MXRC_BACKUP_DIR=$work/backup-first
+systemctl stop mxrc.target
+rm -f /etc/systemd/system/mxrc*.service /etc/systemd/system/mxrc.target /usr/local/bin/mxrc-*
+systemctl daemon-reload
+"$installer" install --bin-dir "$release" --unit-dir "$MXRC_SRC/units" --timeout 20 ||
+    fail "the first install on a host without MXRC failed"
+"$installer" rollback --timeout 20 || fail "rolling back the first install failed"
+[ ! -e /etc/systemd/system/mxrc-rt.service ] || fail "mxrc-rt.service is still installed after rolling back the first install"
+[ ! -e /usr/local/bin/mxrc-rt ] || fail "/usr/local/bin/mxrc-rt is still installed after rolling back the first install"
+[ "$(unit_prop mxrc-rt.service LoadState)" = not-found ] || fail "systemd still loads mxrc-rt.service after the rollback"
+
+"$installer" install --bin-dir "$release" --unit-dir "$MXRC_SRC/units" --timeout 20 ||
+    fail "reinstalling after the rollback failed"
 rm -rf "$work"
