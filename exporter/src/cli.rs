@@ -31,7 +31,7 @@ pub enum LogTarget {
 #[command(name = "mxrc-monitor", version, about)]
 pub struct Args {
     /// Address (IP:port) on which to expose metrics and the landing page.
-    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9720")]
+    #[arg(long = "web.listen-address", default_value = "127.0.0.1:9720", value_parser = parse_listen_address)]
     pub listen_address: SocketAddr,
 
     /// Path under which to expose metrics.
@@ -117,6 +117,15 @@ fn parse_telemetry_path(path: &str) -> Result<String, String> {
 /// Parses a duration such as `1s`, `500ms`, `1.5s`, `2m` or `1h`.
 ///
 /// Zero durations are rejected because they would make the poll loop spin.
+/// Parses an IP:port listen address; host names are not resolved.
+pub fn parse_listen_address(text: &str) -> Result<SocketAddr, String> {
+    text.parse().map_err(|_| {
+        format!(
+            "invalid listen address {text:?}: expected IP:port, for example 127.0.0.1:9720 or [::1]:9720 (host names are not resolved)"
+        )
+    })
+}
+
 pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let unit_start = text
         .find(|c: char| !(c.is_ascii_digit() || c == '.'))
@@ -149,6 +158,17 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn listen_address_error_names_value_and_form() {
+        assert_eq!(
+            parse_listen_address("[::1]:9720").unwrap().to_string(),
+            "[::1]:9720"
+        );
+        let message = parse_listen_address("localhost:9720").unwrap_err();
+        assert!(message.contains("\"localhost:9720\""), "{message}");
+        assert!(message.contains("IP:port"), "{message}");
+    }
 
     #[test]
     fn duration_forms_parse() {

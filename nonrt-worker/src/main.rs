@@ -28,7 +28,9 @@ fn main() -> ExitCode {
         std::env::var_os("TRACEPARENT"),
     ) {
         Ok(trace) => trace,
-        Err(error) => return fail_before_logging(&error),
+        // A malformed traceparent is a usage error, exit status 2 as in the
+        // other MXRC binaries and in clap's own argument errors.
+        Err(error) => return fail_before_logging(&error, 2),
     };
 
     match &cli.command {
@@ -40,11 +42,12 @@ fn main() -> ExitCode {
 fn run_service(cli: &Cli, trace: TraceContext, started: Instant) -> ExitCode {
     let timing = match cli.timing() {
         Ok(timing) => timing,
-        Err(error) => return fail_before_logging(&error),
+        // An invalid combination of flags is a usage error as well.
+        Err(error) => return fail_before_logging(&error, 2),
     };
     let (logging, output) = match Logging::from_args(&cli.log, trace) {
         Ok(built) => built,
-        Err(error) => return fail_before_logging(&error),
+        Err(error) => return fail_before_logging(&error, 1),
     };
 
     let config = service::Config {
@@ -63,7 +66,7 @@ fn run_service(cli: &Cli, trace: TraceContext, started: Instant) -> ExitCode {
 }
 
 /// Reports an error that happened before the loggers existed.
-fn fail_before_logging(error: &dyn Display) -> ExitCode {
+fn fail_before_logging(error: &dyn Display, status: u8) -> ExitCode {
     eprintln!("mxrc-nonrt: error: {error}");
-    ExitCode::FAILURE
+    ExitCode::from(status)
 }
