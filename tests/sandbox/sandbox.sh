@@ -130,6 +130,8 @@ sandbox_cgroup_dirs() {
     done </proc/mounts
 }
 
+# NOTE: run only on hybrid hosts (v1 controllers plus a v2 "unified" mount);
+# a host with only cgroup v2 takes the cgroup2 branch, which is untested.
 # Private cgroup mounts, made inside the cgroup namespace so that they show
 # the sandbox's own cgroups as their roots. systemd remounts and extends
 # /sys/fs/cgroup, so it must not be the host's tmpfs.
