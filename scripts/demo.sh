@@ -35,8 +35,8 @@ if ! "$SANDBOX" run systemctl start mxrc.target; then
 fi
 "$SANDBOX" run systemctl --no-pager list-units 'mxrc*'
 
-# The exporter's first poll runs before its own READY=1, so wait until a poll
-# sees all three services active.
+# The exporter's first poll runs before its own READY=1, so wait until
+# /metrics reports all three services active.
 for _ in $(seq 1 50); do
     active=$(curl -fsS --max-time 1 "$URL" 2>/dev/null | grep -c '^mxrc_unit_active_state{.*state="active"} 1$' || true)
     [ "$active" = 3 ] && break

@@ -141,7 +141,7 @@ restart_and_wait() {
     return 1
 }
 
-# Succeeds when BACKUP holds no unit, i.e. nothing was installed before it.
+# Succeeds when BACKUP contains no unit, because nothing was installed before it.
 backup_is_empty() {
     [ ! -e "$1/units/mxrc.target" ]
 }

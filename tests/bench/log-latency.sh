@@ -4,9 +4,9 @@
 # (BENCH_SENT_US) just before the call, and journald stamps
 # __REALTIME_TIMESTAMP when it receives it. `mxrc-rt bench --log-probes`
 # stamps each record with CLOCK_MONOTONIC (MONOTONIC_NS) when the loop side
-# pushes it into the ring, and it travels through the log thread, as in the
-# service; journald's __MONOTONIC_TIMESTAMP is on the same clock. Prints
-# p50/p99/max in microseconds.
+# pushes it into the ring. The record then travels through the log thread,
+# as in the service. journald's __MONOTONIC_TIMESTAMP is on the same clock.
+# Prints p50/p99/max in microseconds.
 #   log-latency.sh [COUNT]   (default 2000 per run)
 set -euo pipefail
 

@@ -94,10 +94,11 @@ stage_init() {
 }
 
 # Moves this process into a child cgroup named $CGROUP_NAME of its current
-# cgroup in each hierarchy and then creates the namespaces, so that systemd
-# sees that child as its cgroup root and everything it creates stays below it.
-# The cpu, cpuacct and cpuset hierarchies are left alone: a new cpu child gets
-# no RT runtime under RT group scheduling, and a cpuset child starts with no CPUs.
+# cgroup in each hierarchy and then creates the namespaces. systemd then uses
+# that child as its cgroup root, and everything it creates stays below it.
+# The cpu, cpuacct and cpuset hierarchies are left alone, because a new cpu
+# child gets no RT runtime under RT group scheduling and a cpuset child
+# starts with no CPUs.
 stage_enter() {
     local dir rel
     while read -r dir rel; do
@@ -130,8 +131,9 @@ sandbox_cgroup_dirs() {
     done </proc/mounts
 }
 
-# NOTE: run only on hybrid hosts (v1 controllers plus a v2 "unified" mount);
-# a host with only cgroup v2 takes the cgroup2 branch, which is untested.
+# NOTE: run only on hybrid hosts (v1 controllers plus a v2 "unified" mount).
+# A host with only cgroup v2 takes the cgroup2 branch, which is untested.
+#
 # Private cgroup mounts, made inside the cgroup namespace so that they show
 # the sandbox's own cgroups as their roots. systemd remounts and extends
 # /sys/fs/cgroup, so it must not be the host's tmpfs.
@@ -273,7 +275,7 @@ cmd_down() {
         rm -f "$STATE/pid"
         return 0
     fi
-    # SIGRTMIN+4 asks systemd for a clean poweroff, which in a container means exit.
+    # SIGRTMIN+4 requests a clean poweroff, which in a container makes systemd exit.
     kill -s "RTMIN+4" "$pid" 2>/dev/null || true
     for i in $(seq 1 100); do
         kill -0 "$pid" 2>/dev/null || break

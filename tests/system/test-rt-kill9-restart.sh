@@ -11,7 +11,9 @@ wait_until 5 has_restarts_metric ||
     fail "/metrics has no mxrc_unit_restarts_total for $unit"
 before=$(metric_value mxrc_unit_restarts_total "unit=\"$unit\"")
 old_pid=$(main_pid "$unit")
-restart_sec=$(( $(unit_prop "$unit" RestartUSec | sed 's/ms$//; s/s$//') ))
+# RestartUSec prints as "1s" or "500ms"; round up to whole seconds.
+restart_sec=$(unit_prop "$unit" RestartUSec | awk '/ms$/ { print int(($0 + 999) / 1000); next } /s$/ { print $0 + 0; next } { print "invalid" }')
+[ "$restart_sec" != invalid ] || fail "cannot read RestartUSec of $unit: $(unit_prop "$unit" RestartUSec)"
 
 kill -9 "$old_pid"
 expected=$((before + 1))

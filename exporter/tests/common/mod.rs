@@ -228,7 +228,7 @@ fn parse_response(raw: &[u8]) -> Response {
     }
 }
 
-/// Whether a process is gone or only a zombie waiting for its reaper.
+/// Returns true when the process is gone or only a zombie waiting for its reaper.
 pub fn process_is_gone(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
